@@ -1,0 +1,61 @@
+"""Engine, pool and driver options, from keyword arguments or from the environment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DatabaseConfig", "DatabaseSettings"]
+
+
+class DatabaseConfig(BaseModel):
+    """Every option a `Database` understands, validated; unknown names are an error.
+
+    Attributes:
+        url: SQLAlchemy URL with an async driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``).
+        pool_size: Connections kept open in the pool.
+        max_overflow: Extra connections opened under load, closed when returned.
+        pool_timeout: Seconds a session waits for a connection before failing. Short on
+            purpose: a request that cannot get a connection in time should answer 503 fast,
+            not hang for SQLAlchemy's default of 30 s.
+        pool_recycle: Close pooled connections older than this many seconds (None: never).
+        pool_pre_ping: Test each connection on checkout, so that a database restart costs no
+            failed request.
+        statement_timeout: PostgreSQL ``statement_timeout`` in seconds (None: server default).
+        idle_in_transaction_timeout: PostgreSQL ``idle_in_transaction_session_timeout`` in
+            seconds, a backstop against leaked transactions (None: server default).
+        application_name: Shown in ``pg_stat_activity``.
+        pgbouncer: Set when connecting through PgBouncer in transaction mode: disables both
+            prepared-statement caches (asyncpg's and SQLAlchemy's) and gives statements
+            unique names.
+        sqlite_busy_timeout: Seconds SQLite waits for a lock before "database is locked".
+        echo: Log every statement.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = "sqlite+aiosqlite:///./app.db"
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout: float = Field(default=5.0, gt=0)
+    pool_recycle: int | None = Field(default=None, gt=0)
+    pool_pre_ping: bool = True
+    statement_timeout: float | None = Field(default=None, gt=0)
+    idle_in_transaction_timeout: float | None = Field(default=None, gt=0)
+    application_name: str = "sessionwise"
+    pgbouncer: bool = False
+    sqlite_busy_timeout: float = Field(default=5.0, ge=0)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
+    echo: bool = False
+
+
+class DatabaseSettings(BaseSettings, DatabaseConfig):
+    """`DatabaseConfig` read from environment variables.
+
+    The prefix is the caller's: ``DatabaseSettings(_env_prefix="APP_DB_")`` reads
+    ``APP_DB_URL``, ``APP_DB_POOL_SIZE`` and so on. Keyword arguments win over the environment.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="SESSIONWISE_")

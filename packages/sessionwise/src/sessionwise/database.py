@@ -1,0 +1,320 @@
+"""`Database`: one object that owns the engine and hands out correctly scoped sessions."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import anyio
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from sessionwise.config import DatabaseConfig
+from sessionwise.errors import is_retryable
+from sessionwise.exceptions import DatabaseStateError
+from sessionwise.guards import READ_ONLY_KEY, guarded_session_class
+from sessionwise.pool_status import PoolStatus, read_pool_status
+from sessionwise.postgres import install_postgres_profile, postgres_engine_options
+from sessionwise.session_class import Session
+from sessionwise.sqlite import (
+    READ_ONLY_OPTION,
+    install_sqlite_profile,
+    is_memory_url,
+    sqlite_engine_options,
+)
+
+__all__ = ["Database"]
+
+_T = TypeVar("_T")
+logger = logging.getLogger("sessionwise")
+
+
+class _State(enum.Enum):
+    CREATED = "created"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Database:
+    """The engine, the session factory and the rules for every session, in one object.
+
+    Create it at import time (it opens nothing), start it in the application's lifespan, and
+    take sessions from it everywhere: requests (`sessionwise.fastapi.SessionDep`), background
+    jobs and scripts (`async with db.session()`). Every session commits when its block ends
+    without an error and rolls back otherwise, before control returns to the caller.
+
+    Args:
+        url: SQLAlchemy URL with an async driver. Overrides ``settings.url``.
+        settings: A `DatabaseConfig` (or `DatabaseSettings` read from the environment).
+        session_class: The `AsyncSession` subclass to use; defaults to SQLModel's when
+            SQLModel is installed, else SQLAlchemy's.
+        **options: Any `DatabaseConfig` field, e.g. ``pool_timeout=2.0``.
+
+    Example:
+        >>> db = Database("sqlite+aiosqlite:///./app.db", pool_timeout=2.0)
+        >>> app = FastAPI(lifespan=db.lifespan)
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: DatabaseConfig | None = None,
+        session_class: type[AsyncSession] = Session,
+        **options: Any,
+    ) -> None:
+        base = settings.model_dump() if settings is not None else {}
+        if url is not None:
+            base["url"] = url
+        self.config = DatabaseConfig.model_validate({**base, **options})
+        self._session_class = guarded_session_class(session_class)
+        self._state = _State.CREATED
+        self._engine: AsyncEngine | None = None
+        self._read_engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[Session] | None = None
+        self._read_sessions: async_sessionmaker[Session] | None = None
+        self._memory_keeper: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        url = make_url(self.config.url).render_as_string(hide_password=True)
+        return f"<Database {url} {self._state.value}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the engine and the session factories. Opens no connection yet."""
+        if self._state is _State.STARTED:
+            return
+        if self._state is _State.CLOSED:
+            raise DatabaseStateError(
+                "this Database was closed; create a new Database instead of restarting one"
+            )
+        url = make_url(self.config.url)
+        options: dict[str, Any] = {"echo": self.config.echo}
+        if url.get_backend_name() == "sqlite":
+            url, sqlite_options = sqlite_engine_options(url, self.config)
+            options.update(sqlite_options)
+            if is_memory_url(url):
+                # Holds the shared in-memory database open while the pool's connection comes
+                # and goes (SQLAlchemy docs, "Using a Memory Database with Multiple Coroutines").
+                self._memory_keeper = sqlite3.connect(url.database or "", uri=True)
+        elif url.get_backend_name() == "postgresql":
+            options.update(postgres_engine_options(self.config))
+        else:
+            options.update(pool_timeout=self.config.pool_timeout)
+        engine = create_async_engine(url, **options)
+        if url.get_backend_name() == "sqlite":
+            install_sqlite_profile(engine, self.config)
+        elif url.get_backend_name() == "postgresql":
+            install_postgres_profile(engine, self.config)
+        read_options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if url.get_backend_name() == "postgresql":
+            read_options["postgresql_readonly"] = True
+        self._engine = engine
+        self._read_engine = engine.execution_options(**read_options)
+        self._sessions = self._sessionmaker(engine)
+        self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
+        self._state = _State.STARTED
+        logger.debug("started %r", self)
+
+    async def close(self) -> None:
+        """Dispose of the engine and close every pooled connection. Idempotent."""
+        if self._state is not _State.STARTED:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        assert self._engine is not None
+        await self._engine.dispose()
+        if self._memory_keeper is not None:
+            self._memory_keeper.close()
+            self._memory_keeper = None
+        logger.debug("closed %r", self)
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """An ASGI lifespan: start on startup, close on shutdown, publish on ``app.state``.
+
+        Pass it as ``FastAPI(lifespan=db.lifespan)``, or enter it from your own lifespan with
+        ``async with db.lifespan(app):``.
+        """
+        await self.start()
+        state = getattr(app, "state", None)
+        if state is not None:
+            state.sessionwise_database = self
+        try:
+            yield
+        finally:
+            await self.close()
+
+    @property
+    def started(self) -> bool:
+        return self._state is _State.STARTED
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The `AsyncEngine`; only once started."""
+        self._require_started("engine")
+        assert self._engine is not None
+        return self._engine
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @property
+    def session_factory(self) -> async_sessionmaker[Session]:
+        """The factory behind `session()`. The test plugin rebinds it; prefer `session()`."""
+        self._require_started("session_factory")
+        assert self._sessions is not None
+        return self._sessions
+
+    @session_factory.setter
+    def session_factory(self, factory: async_sessionmaker[Session]) -> None:
+        self._require_started("session_factory")
+        self._sessions = factory
+
+    @property
+    def read_session_factory(self) -> async_sessionmaker[Session]:
+        self._require_started("read_session_factory")
+        assert self._read_sessions is not None
+        return self._read_sessions
+
+    @read_session_factory.setter
+    def read_session_factory(self, factory: async_sessionmaker[Session]) -> None:
+        self._require_started("read_session_factory")
+        self._read_sessions = factory
+
+    def session(self) -> AbstractAsyncContextManager[Session]:
+        """A session for one unit of work: committed when the block ends, else rolled back.
+
+        This is the one implementation of the transaction boundary: the FastAPI dependency
+        enters exactly this context manager.
+
+        Example:
+            >>> async with db.session() as session:
+            ...     session.add(Task(title="x"))
+            ... # committed here; an exception inside the block rolls back instead
+        """
+        return self._unit_of_work(self.session_factory, commit=True)
+
+    def read_session(self) -> AbstractAsyncContextManager[Session]:
+        """A session for reads only: never commits, refuses to flush changes.
+
+        On PostgreSQL the transaction is ``READ ONLY``; on SQLite it begins DEFERRED, so
+        readers never wait for the write lock.
+        """
+        return self._unit_of_work(self.read_session_factory, commit=False)
+
+    @asynccontextmanager
+    async def _unit_of_work(
+        self, factory: async_sessionmaker[Session], *, commit: bool
+    ) -> AsyncIterator[Session]:
+        session = factory()
+        try:
+            yield session
+            if commit:
+                await session.commit()
+        finally:
+            # Shielded: a cancelled request must still hand its connection back, or the pool
+            # leaks it while the server keeps the transaction open (sqlalchemy#8145, #12077).
+            # close() rolls back whatever was not committed.
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    async def run_transaction(
+        self,
+        work: Callable[[Session], Awaitable[_T]],
+        *,
+        retries: int = 3,
+        backoff: float = 0.05,
+        isolation_level: str | None = None,
+    ) -> _T:
+        """Run *work* in its own session, re-running it from scratch on a transient conflict.
+
+        Serialization failures and deadlocks (PostgreSQL 40001 / 40P01) and SQLite lock
+        timeouts mean "the same transaction, run again, can succeed". Each attempt gets a
+        fresh session, so *work* must do all of its reads inside. Between attempts the wait
+        grows exponentially with jitter.
+
+        Args:
+            work: ``async def work(session) -> T``; it must not commit, the session does.
+            retries: Re-runs after the first attempt.
+            backoff: First wait in seconds; doubled for every further attempt.
+            isolation_level: e.g. ``"SERIALIZABLE"`` for this transaction only.
+        """
+        attempt = 0
+        while True:
+            try:
+                async with self.session() as session:
+                    if isolation_level is not None:
+                        await session.connection(
+                            execution_options={"isolation_level": isolation_level}
+                        )
+                    return await work(session)
+            except Exception as error:
+                if attempt >= retries or not is_retryable(error):
+                    raise
+                delay = backoff * (2**attempt) * (0.5 + random.random())
+                logger.info("transaction conflict (%s), retry %d in %.3fs", error, attempt, delay)
+                attempt += 1
+                await anyio.sleep(delay)
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """True if the database answers ``SELECT 1`` within ``pool_timeout``; never raises."""
+        with anyio.move_on_after(self.config.pool_timeout):
+            try:
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                    return True
+            except Exception as error:  # any failure means "not ready"; the caller reports it
+                logger.warning("database ping failed: %s", error)
+                return False
+        return False
+
+    def pool_status(self) -> PoolStatus:
+        """Size, checked-out connections, overflow and waiting sessions of the pool."""
+        return read_pool_status(self.engine.pool)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _sessionmaker(
+        self, engine: AsyncEngine, info: dict[str, Any] | None = None
+    ) -> async_sessionmaker[Session]:
+        return async_sessionmaker(
+            engine,
+            class_=cast("type[Session]", self._session_class),
+            # Objects stay readable after commit: re-loading them would need IO that
+            # attribute access (and response serialization) cannot await.
+            expire_on_commit=False,
+            info=info,
+        )
+
+    def _require_started(self, what: str) -> None:
+        if self._state is _State.CREATED:
+            raise DatabaseStateError(
+                f"Database.{what} used before start(): use `FastAPI(lifespan=db.lifespan)`, "
+                "`async with db:` or `await db.start()` first"
+            )
+        if self._state is _State.CLOSED:
+            raise DatabaseStateError(
+                f"Database.{what} used after close(): the engine is disposed; create a new "
+                "Database (and check for work still running after shutdown)"
+            )

@@ -1,0 +1,58 @@
+"""Errors raised by sessionwise.
+
+Every error the toolkit raises on purpose derives from :class:`SessionwiseError`::
+
+    SessionwiseError
+    ├── DatabaseStateError            the Database was used before start() or after close()
+    ├── ConcurrentSessionUseError     one session used by two tasks at the same time
+    ├── ReadOnlySessionError          a read_session() tried to flush changes
+    └── LazyLoadError                 an attribute load would need IO outside an awaited call
+                                      (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
+
+Database failures themselves (pool timeouts, lost connections, integrity errors) are left as
+the SQLAlchemy exceptions they are; :mod:`sessionwise.errors` classifies them, and the FastAPI
+adapter turns the ones a client can retry into 503 responses.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import MissingGreenlet
+
+__all__ = [
+    "ConcurrentSessionUseError",
+    "DatabaseStateError",
+    "LazyLoadError",
+    "ReadOnlySessionError",
+    "SessionwiseError",
+]
+
+
+class SessionwiseError(Exception):
+    """Base class of every error sessionwise raises on purpose."""
+
+
+class DatabaseStateError(SessionwiseError, RuntimeError):
+    """The `Database` is not in a state that allows the call (not started, or closed)."""
+
+
+class ConcurrentSessionUseError(SessionwiseError, RuntimeError):
+    """A session was used by a second task while the first was still awaiting it.
+
+    An `AsyncSession` holds one connection and one transaction; two tasks interleaving on it
+    corrupt each other's work. Open one session per task (`async with db.session()`).
+    """
+
+
+class ReadOnlySessionError(SessionwiseError, RuntimeError):
+    """A session opened with `Database.read_session()` tried to write."""
+
+
+class LazyLoadError(SessionwiseError, MissingGreenlet):
+    """An ORM attribute needed a database round trip outside an awaited session call.
+
+    In asyncio, SQLAlchemy can only do IO inside an awaited call. Accessing an unloaded
+    relationship or an expired column from plain attribute access cannot await, so it would
+    fail with a bare ``MissingGreenlet``; this error names the attribute and the fix instead.
+    It is a subclass of `sqlalchemy.exc.MissingGreenlet` (error code ``xd2s``), so existing
+    handlers keep working.
+    """

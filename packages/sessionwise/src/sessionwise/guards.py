@@ -1,0 +1,157 @@
+"""Guards that turn silent session misuse into errors that say what to do.
+
+* Concurrent use: an `AsyncSession` owns one connection and one transaction. Two tasks that
+  await it at the same time interleave statements on that connection, which either corrupts
+  the transaction or fails later with a driver error far from the cause. Every IO method of a
+  guarded session records the task using it; a second task entering while the first is inside
+  raises `ConcurrentSessionUseError` at once, whether or not the pool happens to be busy.
+* Lazy IO: attribute access cannot await, so a lazy load or an expired-attribute refresh
+  outside an awaited session call would die with a bare ``MissingGreenlet``. An ORM
+  ``do_orm_execute`` hook sees the load before any IO starts and raises `LazyLoadError`
+  naming the attribute and the fix.
+* Read-only sessions: a ``before_flush`` hook refuses to write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.util.concurrency import in_greenlet
+
+from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
+
+__all__ = ["READ_ONLY_KEY", "guarded_session_class"]
+
+READ_ONLY_KEY = "sessionwise.read_only"
+
+# Every AsyncSession coroutine method that reaches the connection.
+_IO_METHODS = (
+    "execute",
+    "exec",  # SQLModel's AsyncSession
+    "scalar",
+    "scalars",
+    "get",
+    "get_one",
+    "stream",
+    "stream_scalars",
+    "merge",
+    "delete",
+    "refresh",
+    "flush",
+    "commit",
+    "rollback",
+    "close",
+    "invalidate",
+    "reset",
+    "connection",
+    "run_sync",
+)
+
+_OWNER = "_sessionwise_owner"
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound=AsyncSession)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+
+
+def _guard(
+    method: Callable[..., Coroutine[Any, Any, _T]],
+) -> Callable[..., Coroutine[Any, Any, _T]]:
+    @functools.wraps(method)
+    async def guarded(self: AsyncSession, *args: Any, **kwargs: Any) -> _T:
+        task = _current_task()
+        owner = getattr(self, _OWNER, None)
+        if owner is task:  # re-entry from the same task, e.g. exec() calling execute()
+            return await method(self, *args, **kwargs)
+        if owner is not None:
+            raise ConcurrentSessionUseError(
+                f"{method.__name__}() was called on a session that task {owner.get_name()!r} "
+                f"is still using (from task {task.get_name() if task else None!r}). A session "
+                "is one connection and one transaction: give every concurrent task its own, "
+                "e.g. `async with db.session() as session:` inside the task."
+            )
+        setattr(self, _OWNER, task)
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            setattr(self, _OWNER, None)
+
+    return guarded
+
+
+def _describe_load(state: ORMExecuteState) -> tuple[str, str]:
+    """(Model.attribute, fix) for a load that was about to run outside the event loop bridge."""
+    if state.is_relationship_load and state.lazy_loaded_from is not None:
+        model = state.lazy_loaded_from.class_.__name__
+        prop = state.loader_strategy_path[-1] if state.loader_strategy_path else None
+        attr = getattr(prop, "key", "?")
+        fix = (
+            f"load it in the query with `.options(selectinload({model}.{attr}))`, or read it "
+            f"with `await obj.awaitable_attrs.{attr}`"
+        )
+        return f"{model}.{attr}", fix
+    refresh_state = state.load_options._refresh_state  # the instance being refreshed, if any
+    if refresh_state is not None:
+        model = refresh_state.class_.__name__
+        expired = sorted(refresh_state.expired_attributes) or sorted(refresh_state.unloaded)
+        attrs = ", ".join(f"{model}.{name}" for name in expired) or model
+        fix = (
+            "the attribute was expired (by a rollback, an explicit expire, or a server-side "
+            "onupdate/default); `await session.refresh(obj)` before reading it, or set "
+            "`__mapper_args__ = {'eager_defaults': True}` on the model"
+        )
+        return attrs, fix
+    return "an ORM attribute", "load it explicitly inside an awaited session call"
+
+
+def _refuse_lazy_io(state: ORMExecuteState) -> None:
+    if in_greenlet():
+        return  # inside an awaited AsyncSession call: IO is allowed here
+    attribute, fix = _describe_load(state)
+    raise LazyLoadError(
+        f"{attribute} is not loaded and loading it needs a database round trip, which "
+        f"attribute access cannot await. Fix: {fix}."
+    )
+
+
+def _refuse_writes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.info.get(READ_ONLY_KEY):
+        changed = [*session.new, *session.dirty, *session.deleted]
+        names = sorted({type(obj).__name__ for obj in changed})
+        raise ReadOnlySessionError(
+            f"this session came from read_session() and cannot write (pending changes to "
+            f"{', '.join(names)}); use db.session() for work that writes."
+        )
+
+
+_guarded_classes: dict[type[AsyncSession], type[AsyncSession]] = {}
+
+
+def guarded_session_class(base: type[_S]) -> type[_S]:
+    """A subclass of the async session class *base* with the guards installed (one per base)."""
+    if base in _guarded_classes:
+        return cast("type[_S]", _guarded_classes[base])
+    sync_class: type[Session] = type(
+        f"Guarded{base.sync_session_class.__name__}", (base.sync_session_class,), {}
+    )
+    event.listen(sync_class, "do_orm_execute", _refuse_lazy_io)
+    event.listen(sync_class, "before_flush", _refuse_writes)
+    namespace: dict[str, Any] = {"sync_session_class": sync_class, _OWNER: None}
+    for name in _IO_METHODS:
+        method = getattr(base, name, None)
+        if method is not None:
+            namespace[name] = _guard(method)
+    guarded = type(f"Guarded{base.__name__}", (base,), namespace)
+    _guarded_classes[base] = guarded
+    return guarded

@@ -1,0 +1,86 @@
+"""The SQLite profile: WAL, foreign keys, a busy timeout, and IMMEDIATE write transactions.
+
+SQLite has one writer at a time. A transaction that reads first and writes later starts as a
+reader and must upgrade its lock; when another writer got there first, the upgrade fails at once
+with "database is locked" (``busy_timeout`` does not help a transaction that already read).
+Beginning every write transaction with ``BEGIN IMMEDIATE`` takes the write lock up front, where
+``busy_timeout`` *does* wait, so concurrent writers queue instead of failing.
+
+SQLAlchemy can only control BEGIN if the driver's own implicit transaction handling is off:
+this is the documented recipe (SQLAlchemy docs, "Enabling Non-Legacy SQLite Transactional
+Modes with the sqlite3 or aiosqlite driver"), with IMMEDIATE instead of a plain BEGIN. Read
+sessions (`Database.read_session()`) begin DEFERRED so that readers never take the write lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from sessionwise.config import DatabaseConfig
+
+__all__ = ["READ_ONLY_OPTION", "install_sqlite_profile", "is_memory_url", "sqlite_engine_options"]
+
+# Execution option set on the engine that read sessions use; the BEGIN hook reads it.
+READ_ONLY_OPTION = "sessionwise_read_only"
+
+
+def is_memory_url(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database
+
+
+def sqlite_engine_options(url: URL, config: DatabaseConfig) -> tuple[URL, dict[str, Any]]:
+    """The URL and `create_async_engine` keyword arguments for a SQLite database."""
+    options: dict[str, Any] = {
+        "poolclass": AsyncAdaptedQueuePool,
+        "pool_timeout": config.pool_timeout,
+        "pool_pre_ping": False,  # a local file cannot drop a connection
+        "connect_args": {"timeout": config.sqlite_busy_timeout},
+    }
+    if config.pool_recycle is not None:
+        options["pool_recycle"] = config.pool_recycle
+    if is_memory_url(url):
+        # ":memory:" would be one private database per connection, and SQLAlchemy's default
+        # StaticPool shares one connection (and so one transaction) between all coroutines: a
+        # rollback in one discards another's work. Instead: a named shared-cache database with
+        # one pooled connection, so sessions take turns, each with its own transaction. The
+        # Database keeps one extra connection open so the data lives until close().
+        name = f"sessionwise-{uuid.uuid4().hex}"
+        url = url.set(database=f"file:{name}?mode=memory&cache=shared", query={"uri": "true"})
+        options.update(pool_size=1, max_overflow=0)
+    else:
+        options.update(pool_size=config.pool_size, max_overflow=config.max_overflow)
+    return url, options
+
+
+def install_sqlite_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
+    """Register the connect and begin hooks on *engine*."""
+    memory = is_memory_url(engine.url) or "mode=memory" in str(engine.url)
+    pragmas = [
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={int(config.sqlite_busy_timeout * 1000)}",
+    ]
+    if not memory:
+        pragmas += ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={config.sqlite_synchronous}"]
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Driver-managed BEGIN off first: PRAGMA foreign_keys is a no-op inside a transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

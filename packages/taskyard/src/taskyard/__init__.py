@@ -1,0 +1,1 @@
+"""taskyard: a task queue for teams and their agents."""
