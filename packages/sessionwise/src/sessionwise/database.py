@@ -14,6 +14,7 @@ import anyio
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -296,10 +297,14 @@ class Database:
     # -- internals --------------------------------------------------------------------------
 
     def _sessionmaker(
-        self, engine: AsyncEngine, info: dict[str, Any] | None = None
+        self,
+        bind: AsyncEngine | AsyncConnection,
+        info: dict[str, Any] | None = None,
+        **options: Any,
     ) -> async_sessionmaker[Session]:
         return async_sessionmaker(
-            engine,
+            bind,
+            **options,
             class_=cast("type[Session]", self._session_class),
             # Objects stay readable after commit: re-loading them would need IO that
             # attribute access (and response serialization) cannot await.

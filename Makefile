@@ -1,0 +1,39 @@
+# Every target installs what it needs first; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install system-deps serve test check fmt bench
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: ## Install the locked Python environment into .venv (uv; fetches uv itself if missing)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked
+
+system-deps: ## Install the Debian tools the tests and benchmark start (pgbouncer, wrk)
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] || ! command -v wrk >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer wrk >/dev/null; \
+	fi
+
+serve: install ## Serve the taskyard API on an embedded SQLite file (./taskyard.db)
+	$(UV) run taskyard serve --host $(HOST) --port $(PORT)
+
+test: install system-deps ## Run the whole test suite (SQLite and PostgreSQL), lint and types
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+	$(UV) run pytest
+
+fmt: install ## Format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+bench: install system-deps ## Run the benchmark; writes docs/performance.md, JSON and plot
+	$(UV) run python -m bench
