@@ -30,7 +30,9 @@ __all__ = ["READ_ONLY_KEY", "guarded_session_class"]
 
 READ_ONLY_KEY = "sessionwise.read_only"
 
-# Every AsyncSession coroutine method that reaches the connection.
+# Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
+# are left out on purpose: they are the cleanup path, and must still run (and hand the
+# connection back) after a guard has refused an overlapping call.
 _IO_METHODS = (
     "execute",
     "exec",  # SQLModel's AsyncSession
@@ -46,8 +48,6 @@ _IO_METHODS = (
     "flush",
     "commit",
     "rollback",
-    "close",
-    "invalidate",
     "reset",
     "connection",
     "run_sync",
