@@ -26,7 +26,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
 
-__all__ = ["READ_ONLY_KEY", "guarded_session_class"]
+__all__ = ["READ_ONLY_KEY", "guarded_session_class", "wait_for_other_tasks"]
 
 READ_ONLY_KEY = "sessionwise.read_only"
 
@@ -54,6 +54,7 @@ _IO_METHODS = (
 )
 
 _OWNER = "_sessionwise_owner"
+_IDLE = "_sessionwise_idle"
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=AsyncSession)
 
@@ -82,12 +83,27 @@ def _guard(
                 "e.g. `async with db.session() as session:` inside the task."
             )
         setattr(self, _OWNER, task)
+        setattr(self, _IDLE, idle := asyncio.Event())
         try:
             return await method(self, *args, **kwargs)
         finally:
             setattr(self, _OWNER, None)
+            idle.set()
 
     return guarded
+
+
+async def wait_for_other_tasks(session: AsyncSession) -> None:
+    """Wait until no other task is inside an IO call of *session*.
+
+    After a refused overlapping call, the task that was first may still be mid-statement;
+    closing under it would fail (SQLAlchemy's ``isce``) and could strand the connection.
+    Cleanup waits for that call to finish, then closes.
+    """
+    owner = getattr(session, _OWNER, None)
+    idle: asyncio.Event | None = getattr(session, _IDLE, None)
+    if owner is not None and owner is not _current_task() and idle is not None:
+        await idle.wait()
 
 
 def _describe_load(state: ORMExecuteState) -> tuple[str, str]:
