@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 from sessionwise.config import DatabaseConfig
 
@@ -84,3 +84,14 @@ def install_sqlite_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
     def _on_begin(connection: Connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: PoolResetState) -> None:
+        # A COMMIT that SQLite refuses (a deferred foreign key, SQLITE_BUSY) leaves the
+        # transaction open (sqlite.org/lang_transaction.html, "Response To Errors Within A
+        # Transaction"), yet SQLAlchemy counts it as ended and skips the rollback-on-return.
+        # The pooled connection would keep the write lock and fail its next BEGIN.
+        if not reset_state.asyncio_safe or reset_state.terminate_only:
+            return
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
