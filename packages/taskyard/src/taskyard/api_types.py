@@ -1,0 +1,73 @@
+"""Field types and small models shared by every domain's API schemas.
+
+Every string that reaches the database passes `storable_text`: PostgreSQL rejects NUL
+characters in text, and a lone UTF-16 surrogate (valid in JSON as ``"\\ud800"``) cannot be
+encoded as UTF-8 by any driver. Both would otherwise surface as a 500 from deep in the driver.
+Every id is bounded by the INTEGER columns that store it, so a huge number is a 422 and
+never an overflow error from the database.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "MAX_ID",
+    "Description",
+    "InputModel",
+    "Name",
+    "Page",
+    "Ref",
+    "ResourceId",
+    "storable_text",
+]
+
+MAX_ID = 2**31 - 1  # ids are INTEGER columns on both backends
+
+
+def storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+ResourceId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable_text),
+]
+Description = Annotated[str, Field(max_length=10_000), AfterValidator(storable_text)]
+
+
+class InputModel(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ref(BaseModel):
+    """A reference to a related resource, embedded in reads."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a keyset-paginated listing; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(
+        description="Opaque; null on the last page. Valid for the same listing only."
+    )

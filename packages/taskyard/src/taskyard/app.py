@@ -1,0 +1,94 @@
+"""The application factory. No global engine: the `Database` lives in the app's lifespan."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from pydantic.json_schema import models_json_schema
+
+from sessionwise import Database
+from taskyard import health, problem_docs
+from taskyard.body_limit import BodyLimitMiddleware
+from taskyard.pagination import CursorCodec
+from taskyard.problems import Problem, install_problem_handlers, problem_responses
+from taskyard.projects.router import router as projects_router
+from taskyard.settings import Settings
+from taskyard.tasks.router import router as tasks_router
+from taskyard.users.router import router as users_router
+from taskyard.workers.router import router as workers_router
+
+__all__ = ["API_PREFIX", "create_app", "create_app_from_env", "create_database"]
+
+API_PREFIX = "/api/v1"
+# Every operation under /api/v1 can answer these; documented so clients (and schema-driven
+# fuzzers) know the problem+json shape. Declaring 422 also replaces FastAPI's default entry.
+_API_PROBLEMS = problem_responses(400, 401, 404, 413, 422, 503, 504)
+
+
+def create_database(settings: Settings) -> Database:
+    """The service's `Database` (not started) for *settings*."""
+    return Database(settings.database_url, settings=settings.database)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A taskyard app; its lifespan starts a `Database` built from *settings*.
+
+    Tests may skip the lifespan and put a started `Database` on
+    ``app.state.sessionwise_database`` instead (as sessionwise's ``api_client`` fixture does).
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with create_database(settings).lifespan(app):
+            yield
+
+    app = FastAPI(
+        title="taskyard",
+        version=version("taskyard"),
+        summary="A task queue for teams and their agents.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
+    app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size)
+
+    api = APIRouter(prefix=API_PREFIX, responses=_API_PROBLEMS)
+    for router in (projects_router, workers_router, tasks_router, users_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.include_router(problem_docs.router)
+    _document_problems(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """`create_app` with `Settings` from ``TASKYARD_*``: uvicorn's factory for ``--workers``."""
+    return create_app(Settings())
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the `Problem` schema that ``problem_responses`` refer to, to the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        _, definitions = models_json_schema(
+            [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(definitions.get("$defs", {}))
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,76 @@
+"""Entity tags of versioned resources, and the ``If-Match`` precondition (RFC 9110 §13.1.1).
+
+A task's ETag is its version as a strong tag, ``"7"``. ``If-Match`` compares strongly, so a
+weak tag (``W/"7"``) never matches; ``*`` matches any existing resource.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from taskyard.api_types import MAX_ID
+from taskyard.errors import FieldError, ProblemError, ProblemKind
+
+__all__ = ["IfMatch", "IfMatchHeader", "etag", "parse_if_match"]
+
+_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class IfMatch:
+    """A parsed ``If-Match``: any version (``*``), or the versions of its strong tags."""
+
+    any_version: bool
+    versions: frozenset[int]
+
+    def matches(self, version: int) -> bool:
+        return self.any_version or version in self.versions
+
+    def fail(self, version: int) -> ProblemError:
+        return ProblemError(
+            ProblemKind.PRECONDITION_FAILED,
+            f"If-Match does not match the current version {etag(version)}",
+            headers={"ETag": etag(version)},
+        )
+
+
+def parse_if_match(value: str) -> IfMatch:
+    if value.strip() == "*":
+        return IfMatch(any_version=True, versions=frozenset())
+    versions: set[int] = set()
+    for part in value.split(","):
+        match = _TAG.fullmatch(part)
+        if match is None:
+            raise ProblemError(
+                ProblemKind.INVALID_REQUEST,
+                'If-Match: expected "*" or quoted entity tags like "3"',
+                errors=[FieldError(field="If-Match", location="header", message="malformed")],
+            )
+        weak, opaque = match.groups()
+        if not weak and opaque.isdigit() and len(opaque) <= 10 and int(opaque) <= MAX_ID:
+            versions.add(int(opaque))
+    return IfMatch(any_version=False, versions=frozenset(versions))
+
+
+def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            max_length=1000,
+            description='Apply only if the task is still at this version (its ETag, e.g. "3").',
+        ),
+    ] = None,
+) -> IfMatch | None:
+    return None if if_match is None else parse_if_match(if_match)
+
+
+IfMatchHeader = Annotated[IfMatch | None, Depends(_if_match)]

@@ -1,0 +1,66 @@
+"""API schemas of projects and members."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from taskyard.api_types import Description, InputModel, Name, ResourceId
+from taskyard.projects.models import Role
+from taskyard.users.schemas import Email
+
+__all__ = ["MemberRead", "MemberRef", "ProjectCreate", "ProjectRead", "ProjectUpdate"]
+
+
+class ProjectCreate(InputModel):
+    name: Name
+    description: Description = ""
+
+
+class ProjectUpdate(InputModel):
+    """Only the fields present change; ``null`` is not a value for any of them."""
+
+    name: Name | None = None
+    description: Description | None = None
+
+    @field_validator("name", "description", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted, but not null")
+        return value
+
+
+class MemberRef(InputModel):
+    """Who to add or remove: exactly one of ``user_id`` or ``email``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@example.com"}, {"user_id": 2}]}
+    )
+
+    user_id: ResourceId | None = None
+    email: Email | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberRef:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give exactly one of user_id or email")
+        return self
+
+
+class MemberRead(BaseModel):
+    user_id: int
+    name: str
+    role: Role
+
+
+class ProjectRead(BaseModel):
+    id: int
+    name: str
+    description: str
+    owner_id: int
+    created_at: datetime
+    updated_at: datetime
+    members: list[MemberRead] = Field(description="Every member, the owner included.")

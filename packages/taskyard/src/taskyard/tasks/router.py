@@ -1,0 +1,125 @@
+"""``/tasks``: the queue, with optimistic concurrency (ETag / If-Match) and claims."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from sessionwise.fastapi import ReadSessionDep, SessionDep
+from taskyard.api_types import Page, ResourceId
+from taskyard.auth import CurrentReader, CurrentUser
+from taskyard.etags import IfMatchHeader, etag
+from taskyard.pagination import PageRequest, page_request
+from taskyard.problems import problem_responses
+from taskyard.tasks.models import TaskStatus
+from taskyard.tasks.repository import TaskFilters
+from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
+from taskyard.tasks.service import TaskService, task_read
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
+_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a task")
+async def create_task(
+    data: TaskCreate, caller: CurrentUser, session: SessionDep, response: Response
+) -> TaskRead:
+    task = await TaskService(session).create(data, caller.id)
+    response.headers["ETag"] = etag(task.version)
+    response.headers["Location"] = f"{router.prefix}/{task.id}"
+    return task_read(task)
+
+
+@router.get("", summary="Tasks of your projects, filtered, oldest first")
+async def list_tasks(
+    caller: CurrentReader,
+    session: ReadSessionDep,
+    pages: Pages,
+    project_id: Annotated[ResourceId | None, Query()] = None,
+    status: Annotated[TaskStatus | None, Query()] = None,
+    assignee_id: Annotated[ResourceId | None, Query()] = None,
+) -> Page[TaskRead]:
+    filters = TaskFilters(project_id=project_id, status=status, assignee_id=assignee_id)
+    rows = await TaskService(session).list_visible(
+        caller.id, filters, pages.after_id, pages.limit + 1
+    )
+    items, next_cursor = pages.split(rows, lambda task: task.id or 0)
+    return Page(items=[task_read(task) for task in items], next_cursor=next_cursor)
+
+
+@router.post(
+    "/claim",
+    response_model=TaskRead,
+    summary="Claim the best pending task of the worker's project",
+    response_description="The claimed task, now in_progress with a lease",
+    responses={204: {"description": "Nothing to claim"}},
+)
+async def claim_task(
+    data: ClaimRequest, caller: CurrentUser, session: SessionDep, response: Response
+) -> TaskRead | Response:
+    task = await TaskService(session).claim(data, caller.id)
+    if task is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.headers["ETag"] = etag(task.version)
+    return task_read(task)
+
+
+@router.get("/{task_id}", summary="One task", responses={200: {"headers": _ETAG_HEADER}})
+async def read_task(
+    task_id: ResourceId, caller: CurrentReader, session: ReadSessionDep, response: Response
+) -> TaskRead:
+    task = await TaskService(session).get(task_id, caller.id)
+    response.headers["ETag"] = etag(task.version)
+    return task_read(task)
+
+
+@router.patch(
+    "/{task_id}",
+    summary="Change a task (If-Match: its ETag, or last write wins)",
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(412)},
+)
+async def update_task(
+    task_id: ResourceId,
+    data: TaskUpdate,
+    if_match: IfMatchHeader,
+    caller: CurrentUser,
+    session: SessionDep,
+    response: Response,
+) -> TaskRead:
+    task = await TaskService(session).update(task_id, data, if_match, caller.id)
+    response.headers["ETag"] = etag(task.version)
+    return task_read(task)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task (If-Match: its ETag)",
+    responses=problem_responses(412),
+)
+async def delete_task(
+    task_id: ResourceId, if_match: IfMatchHeader, caller: CurrentUser, session: SessionDep
+) -> Response:
+    await TaskService(session).delete(task_id, if_match, caller.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{task_id}/heartbeat",
+    summary="Extend the lease the worker holds on the task",
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(409)},
+)
+async def heartbeat(
+    task_id: ResourceId,
+    data: HeartbeatRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    response: Response,
+) -> TaskRead:
+    task = await TaskService(session).heartbeat(task_id, data, caller.id)
+    response.headers["ETag"] = etag(task.version)
+    return task_read(task)

@@ -1,0 +1,64 @@
+"""Queries on users and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from sessionwise import Session
+from taskyard.users.models import ApiKey, User
+
+__all__ = ["KeyOwner", "UserRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """The stored hash of a live key and the user it belongs to."""
+
+    key_hash: str
+    user_id: int
+    email: str
+    name: str
+
+
+class UserRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def by_email(self, email: str) -> User | None:
+        return (await self.session.exec(select(User).where(User.email == email))).first()
+
+    async def by_id(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def add(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def add_key(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def live_key_owner(self, key_id: str) -> KeyOwner | None:
+        """One statement per authenticated request: the key's hash and its user, unless revoked."""
+        statement = (
+            select(ApiKey.key_hash, User.id, User.email, User.name)
+            .join(User, col(User.id) == col(ApiKey.user_id))
+            .where(ApiKey.key_id == key_id, col(ApiKey.revoked_at).is_(None))
+        )
+        row = (await self.session.exec(statement)).first()
+        if row is None:
+            return None
+        key_hash, user_id, email, name = row
+        assert user_id is not None
+        return KeyOwner(key_hash=key_hash, user_id=user_id, email=email, name=name)
+
+    async def key_by_key_id(self, key_id: str) -> ApiKey | None:
+        return (await self.session.exec(select(ApiKey).where(ApiKey.key_id == key_id))).first()
+
+    async def keys_of(self, user_id: int) -> list[ApiKey]:
+        statement = select(ApiKey).where(ApiKey.user_id == user_id).order_by(col(ApiKey.id))
+        return list(await self.session.exec(statement))
