@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from sqlalchemy import Column, ForeignKey, Integer, String, UniqueConstraint, event, func, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 from starlette.types import Message, Receive, Scope, Send
 
@@ -23,20 +24,24 @@ from sessionwise import Database
 from sessionwise.fastapi import ReadSessionDep, SessionDep
 
 
-class LifecycleItem(SQLModel, table=True):
+class LifecycleModel(SQLModel, registry=registry()):
+    """Tables of this module, kept out of SQLModel.metadata that other code creates whole."""
+
+
+class LifecycleItem(LifecycleModel, table=True):
     __tablename__ = "lifecycle_item"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=50, unique=True)
 
 
-class LifecycleParent(SQLModel, table=True):
+class LifecycleParent(LifecycleModel, table=True):
     __tablename__ = "lifecycle_parent"
 
     id: int | None = Field(default=None, primary_key=True)
 
 
-class LifecycleChild(SQLModel, table=True):
+class LifecycleChild(LifecycleModel, table=True):
     """A foreign key checked only at COMMIT (SQLite and PostgreSQL both support this)."""
 
     __tablename__ = "lifecycle_child"
@@ -51,7 +56,7 @@ class LifecycleChild(SQLModel, table=True):
     )
 
 
-class LifecycleSlot(SQLModel, table=True):
+class LifecycleSlot(LifecycleModel, table=True):
     """A unique constraint checked only at COMMIT (PostgreSQL only: SQLite has no such thing)."""
 
     __tablename__ = "lifecycle_slot"
@@ -135,7 +140,7 @@ async def serving(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     async with db.lifespan(app):
         tables = COMMON_TABLES + ([LifecycleSlot.__table__] if is_postgres(db) else [])
         async with db.engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all, tables=tables)
+            await connection.run_sync(LifecycleModel.metadata.create_all, tables=tables)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
@@ -164,7 +169,7 @@ async def pg_client(pg_db: Database) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def count_items(db: Database, model: type[SQLModel] = LifecycleItem) -> int:
+async def count_items(db: Database, model: type[LifecycleModel] = LifecycleItem) -> int:
     async with db.read_session() as session:
         count = await session.scalar(select(func.count()).select_from(model))
     assert count is not None
@@ -289,7 +294,7 @@ async def test_commit_happens_before_the_response_starts(database_url: str) -> N
 
     async with db.lifespan(app):
         async with db.engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all, tables=COMMON_TABLES)
+            await connection.run_sync(LifecycleModel.metadata.create_all, tables=COMMON_TABLES)
         transport = httpx.ASGITransport(app=timeline.wrap(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             assert (await http.post("/items", params={"name": "ordered"})).status_code == 201

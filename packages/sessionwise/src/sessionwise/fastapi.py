@@ -14,22 +14,27 @@ Database failures are turned into answers a client can act on:
 * ``statement_timeout`` -> ``504``;
 * a constraint refusing the change -> ``409``.
 
-Anything else propagates unchanged (a 500 is a bug to fix, not to hide).
+Anything else propagates unchanged (a 500 is a bug to fix, not to hide). One is unwrapped so
+that it names its cause: a relationship that response serialization tried to lazy-load
+surfaces as the `LazyLoadError` naming ``Model.attribute``, not as the generic
+``ResponseValidationError`` pydantic makes of it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import ResponseValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sessionwise.database import Database
 from sessionwise.errors import Failure, classify
 from sessionwise.exceptions import DatabaseStateError
+from sessionwise.guards import refused_lazy_load
 from sessionwise.session_class import Session
 
 __all__ = ["DatabaseDep", "ReadSessionDep", "SessionDep", "get_database", "http_error_for"]
@@ -81,14 +86,34 @@ async def _failures_as_http_errors(db: Database) -> AsyncIterator[None]:
         raise http_error from error
 
 
+@contextmanager
+def _lazy_loads_unwrapped(session: Session) -> Iterator[None]:
+    # Pydantic reports any exception raised by an attribute read during response validation
+    # as a "get_attribute_error" and FastAPI raises ResponseValidationError, which hides the
+    # LazyLoadError (its type, and what except-clauses for MissingGreenlet would catch).
+    try:
+        yield
+    except ResponseValidationError as error:
+        lazy_load = refused_lazy_load(session)
+        if lazy_load is None or not any(
+            detail.get("type") == "get_attribute_error"
+            and str(lazy_load) in str(detail.get("ctx", {}).get("error", ""))
+            for detail in error.errors()
+        ):
+            raise
+        raise lazy_load from error
+
+
 async def _session(db: DatabaseDep) -> AsyncIterator[Session]:
     async with _failures_as_http_errors(db), db.session() as session:
-        yield session
+        with _lazy_loads_unwrapped(session):
+            yield session
 
 
 async def _read_session(db: DatabaseDep) -> AsyncIterator[Session]:
     async with _failures_as_http_errors(db), db.read_session() as session:
-        yield session
+        with _lazy_loads_unwrapped(session):
+            yield session
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

@@ -16,19 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Callable, Coroutine
+from types import FrameType
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.util.concurrency import in_greenlet
 
 from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
 
-__all__ = ["READ_ONLY_KEY", "guarded_session_class", "wait_for_other_tasks"]
+__all__ = [
+    "READ_ONLY_KEY",
+    "guarded_session_class",
+    "refused_lazy_load",
+    "wait_for_other_tasks",
+]
 
 READ_ONLY_KEY = "sessionwise.read_only"
+_LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
 # are left out on purpose: they are the cleanup path, and must still run (and hand the
@@ -106,8 +115,29 @@ async def wait_for_other_tasks(session: AsyncSession) -> None:
         await idle.wait()
 
 
-def _describe_load(state: ORMExecuteState) -> tuple[str, str]:
-    """(Model.attribute, fix) for a load that was about to run outside the event loop bridge."""
+def _attribute_being_read() -> str | None:
+    """``Model.attribute`` whose read set off the current load, or None outside a read.
+
+    The ORM event sees only the query it is about to run (for an expired object: every expired
+    column), not the attribute access behind it; the innermost attribute ``get()`` on the call
+    stack is that access. Called only on the way to an error, so the walk costs nothing on the
+    normal path.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "get" and code.co_filename == orm_attributes.__file__:
+            key = getattr(frame.f_locals.get("self"), "key", None)
+            model = getattr(frame.f_locals.get("state"), "class_", None)
+            if isinstance(key, str) and isinstance(model, type):
+                return f"{model.__name__}.{key}"
+        frame = frame.f_back
+    return None
+
+
+def _describe_load(state: ORMExecuteState) -> tuple[str, str, str]:
+    """(Model.attribute, what else the load fetches, fix) for a load refused by the guard."""
+    read = _attribute_being_read()
     if state.is_relationship_load and state.lazy_loaded_from is not None:
         model = state.lazy_loaded_from.class_.__name__
         prop = state.loader_strategy_path[-1] if state.loader_strategy_path else None
@@ -116,29 +146,63 @@ def _describe_load(state: ORMExecuteState) -> tuple[str, str]:
             f"load it in the query with `.options(selectinload({model}.{attr}))`, or read it "
             f"with `await obj.awaitable_attrs.{attr}`"
         )
-        return f"{model}.{attr}", fix
+        return read or f"{model}.{attr}", "", fix
     refresh_state = state.load_options._refresh_state  # the instance being refreshed, if any
     if refresh_state is not None:
-        model = refresh_state.class_.__name__
-        expired = sorted(refresh_state.expired_attributes) or sorted(refresh_state.unloaded)
-        attrs = ", ".join(f"{model}.{name}" for name in expired) or model
+        return _describe_column_load(refresh_state, read)
+    return read or "an ORM attribute", "", "load it explicitly inside an awaited session call"
+
+
+def _describe_column_load(
+    refresh_state: InstanceState[Any], read: str | None
+) -> tuple[str, str, str]:
+    """`_describe_load` for column loads: a deferred column, or an expired object's refresh."""
+    model = refresh_state.class_.__name__
+    columns = refresh_state.mapper.column_attrs
+    own = read.rpartition(".")[2] if read and read.startswith(f"{model}.") else None
+    if own is not None and own in columns and columns[own].deferred:
         fix = (
-            "the attribute was expired (by a rollback, an explicit expire, or a server-side "
-            "onupdate/default); `await session.refresh(obj)` before reading it, or set "
-            "`__mapper_args__ = {'eager_defaults': True}` on the model"
+            f"the column is deferred; load it in the query with "
+            f"`.options(undefer({model}.{own}))`, or read it with "
+            f"`await obj.awaitable_attrs.{own}`"
         )
-        return attrs, fix
-    return "an ORM attribute", "load it explicitly inside an awaited session call"
+        return f"{model}.{own}", "", fix
+    # A refresh loads every expired column at once; deferred ones stay out of it.
+    fetched = ", ".join(
+        f"{model}.{name}"
+        for name in sorted(refresh_state.expired_attributes)
+        if name in columns and not columns[name].deferred
+    )
+    expired = "the attribute" if read is None or own is not None else f"the {model} it refers to"
+    fix = (
+        f"{expired} was expired (by a rollback, an explicit expire, or a server-side "
+        "onupdate/default); `await session.refresh(obj)` before reading it, or set "
+        "`__mapper_args__ = {'eager_defaults': True}` on the model"
+    )
+    if read is None:
+        return fetched or model, "", fix
+    return read, "" if fetched == read else fetched, fix
 
 
 def _refuse_lazy_io(state: ORMExecuteState) -> None:
     if in_greenlet():
         return  # inside an awaited AsyncSession call: IO is allowed here
-    attribute, fix = _describe_load(state)
-    raise LazyLoadError(
-        f"{attribute} is not loaded and loading it needs a database round trip, which "
-        f"attribute access cannot await. Fix: {fix}."
+    attribute, fetches, fix = _describe_load(state)
+    load = f"loading it (a refresh of {fetches})" if fetches else "loading it"
+    error = LazyLoadError(
+        f"{attribute} is not loaded, and {load} needs a database round trip, which attribute "
+        f"access cannot await. Fix: {fix}."
     )
+    # Kept for callers that only see a wrapped copy: pydantic turns an exception raised by an
+    # attribute read into a validation error (see sessionwise.fastapi).
+    state.session.info[_LAZY_LOAD_ERROR_KEY] = error
+    raise error
+
+
+def refused_lazy_load(session: AsyncSession) -> LazyLoadError | None:
+    """The last `LazyLoadError` raised in *session*, even if a caller wrapped or swallowed it."""
+    error = session.info.get(_LAZY_LOAD_ERROR_KEY)
+    return error if isinstance(error, LazyLoadError) else None
 
 
 def _refuse_writes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
