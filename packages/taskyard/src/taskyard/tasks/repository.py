@@ -17,16 +17,19 @@ from sqlmodel import col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from sessionwise import Session
+from taskyard.projects.models import Project
 from taskyard.projects.repository import member_project_ids
 from taskyard.tasks.models import Task, TaskStatus
+from taskyard.workers.models import Worker
 
 __all__ = ["TaskFilters", "TaskRepository"]
 
 
 def _with_refs(statement: SelectOfScalar[Task]) -> SelectOfScalar[Task]:
+    # Only what a task read embeds ({"id", "name"}): no project description per row.
     return statement.options(
-        joinedload(Task.project),  # type: ignore[arg-type]
-        joinedload(Task.assignee),  # type: ignore[arg-type]
+        joinedload(Task.project, innerjoin=True).load_only(Project.id, Project.name),  # type: ignore[arg-type]
+        joinedload(Task.assignee).load_only(Worker.id, Worker.name),  # type: ignore[arg-type]
     )
 
 
@@ -124,6 +127,6 @@ class TaskRepository:
             .order_by(col(Task.priority).desc(), col(Task.created_at), col(Task.id))
             .limit(1)
             .with_for_update(skip_locked=True, of=Task)
-            .options(joinedload(Task.project))  # type: ignore[arg-type]
+            .options(joinedload(Task.project, innerjoin=True))  # type: ignore[arg-type]
         )
         return (await self.session.exec(statement)).first()
