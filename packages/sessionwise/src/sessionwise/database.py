@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import is_retryable
 from sessionwise.exceptions import DatabaseStateError
-from sessionwise.guards import READ_ONLY_KEY, guarded_session_class, wait_for_other_tasks
+from sessionwise.guards import READ_ONLY_KEY, guarded_session_class, shut_out_other_tasks
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.postgres import install_postgres_profile, postgres_engine_options
 from sessionwise.session_class import Session
@@ -236,7 +236,7 @@ class Database:
             # leaks it while the server keeps the transaction open (sqlalchemy#8145, #12077).
             # close() rolls back whatever was not committed.
             with anyio.CancelScope(shield=True):
-                await wait_for_other_tasks(session)
+                await shut_out_other_tasks(session)
                 await session.close()
 
     async def run_transaction(
@@ -310,6 +310,10 @@ class Database:
             # Objects stay readable after commit: re-loading them would need IO that
             # attribute access (and response serialization) cannot await.
             expire_on_commit=False,
+            # close() is final: a session used after its unit of work raises, instead of
+            # quietly checking out a connection that nobody will hand back (Session docs,
+            # "close_resets_only").
+            close_resets_only=False,
             info=info,
         )
 

@@ -5,6 +5,8 @@
   the transaction or fails later with a driver error far from the cause. Every IO method of a
   guarded session records the task using it; a second task entering while the first is inside
   raises `ConcurrentSessionUseError` at once, whether or not the pool happens to be busy.
+  Once the unit of work ends, other tasks are shut out: cleanup waits for a call still in
+  flight, refuses any new one, and only then closes.
 * Lazy IO: attribute access cannot await, so a lazy load or an expired-attribute refresh
   outside an awaited session call would die with a bare ``MissingGreenlet``. An ORM
   ``do_orm_execute`` hook sees the load before any IO starts and raises `LazyLoadError`
@@ -33,7 +35,7 @@ __all__ = [
     "READ_ONLY_KEY",
     "guarded_session_class",
     "refused_lazy_load",
-    "wait_for_other_tasks",
+    "shut_out_other_tasks",
 ]
 
 READ_ONLY_KEY = "sessionwise.read_only"
@@ -64,6 +66,7 @@ _IO_METHODS = (
 
 _OWNER = "_sessionwise_owner"
 _IDLE = "_sessionwise_idle"
+_CLOSER = "_sessionwise_closer"
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=AsyncSession)
 
@@ -84,6 +87,15 @@ def _guard(
         owner = getattr(self, _OWNER, None)
         if owner is task:  # re-entry from the same task, e.g. exec() calling execute()
             return await method(self, *args, **kwargs)
+        closer = getattr(self, _CLOSER, None)
+        if closer is not None and closer is not task:
+            raise ConcurrentSessionUseError(
+                f"{method.__name__}() was called on a session whose unit of work task "
+                f"{closer.get_name()!r} has ended (from task "
+                f"{task.get_name() if task else None!r}). A session is one connection and one "
+                "transaction: give every concurrent task its own, e.g. "
+                "`async with db.session() as session:` inside the task."
+            )
         if owner is not None:
             raise ConcurrentSessionUseError(
                 f"{method.__name__}() was called on a session that task {owner.get_name()!r} "
@@ -102,16 +114,22 @@ def _guard(
     return guarded
 
 
-async def wait_for_other_tasks(session: AsyncSession) -> None:
-    """Wait until no other task is inside an IO call of *session*.
+async def shut_out_other_tasks(session: AsyncSession) -> None:
+    """Refuse every further IO call on *session* from other tasks; wait for one in flight.
 
     After a refused overlapping call, the task that was first may still be mid-statement;
-    closing under it would fail (SQLAlchemy's ``isce``) and could strand the connection.
-    Cleanup waits for that call to finish, then closes.
+    closing under it would fail (SQLAlchemy's ``isce``) and could strand the connection. And
+    once its call returns, that task may go on to its next call: on a closed session that
+    would check out a fresh connection that nobody returns. So cleanup first shuts the door,
+    then waits until no other task is inside, then closes.
     """
-    owner = getattr(session, _OWNER, None)
-    idle: asyncio.Event | None = getattr(session, _IDLE, None)
-    if owner is not None and owner is not _current_task() and idle is not None:
+    current = _current_task()
+    setattr(session, _CLOSER, current)
+    while True:
+        owner = getattr(session, _OWNER, None)
+        idle: asyncio.Event | None = getattr(session, _IDLE, None)
+        if owner is None or owner is current or idle is None:
+            return
         await idle.wait()
 
 
@@ -227,7 +245,7 @@ def guarded_session_class(base: type[_S]) -> type[_S]:
     )
     event.listen(sync_class, "do_orm_execute", _refuse_lazy_io)
     event.listen(sync_class, "before_flush", _refuse_writes)
-    namespace: dict[str, Any] = {"sync_session_class": sync_class, _OWNER: None}
+    namespace: dict[str, Any] = {"sync_session_class": sync_class, _OWNER: None, _CLOSER: None}
     for name in _IO_METHODS:
         method = getattr(base, name, None)
         if method is not None:
