@@ -88,3 +88,12 @@ def served(cluster: PostgresCluster, template: Template, tmp_path: Path) -> Iter
     """taskyard with default settings on a fresh PostgreSQL database."""
     with serve_clone(cluster, template, tmp_path) as app:
         yield app
+
+
+@pytest.fixture(scope="module")
+def served_module(
+    cluster: PostgresCluster, template: Template, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    """taskyard with default settings, shared by the tests of one module."""
+    with serve_clone(cluster, template, tmp_path_factory.mktemp("served")) as app:
+        yield app
