@@ -54,7 +54,8 @@ async def test_first_session_end_to_end(
         )
         assert response.status_code == 201, response.text
         body = response.json()
-        assert body["status"] == "pending" and body["version"] == 1
+        assert body["status"] == "pending"
+        assert body["version"] == 1
         assert body["project"] == {"id": project_id, "name": "Website"}
         assert body["assignee"] is None
         assert response.headers["etag"] == '"1"'

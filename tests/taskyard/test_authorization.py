@@ -140,7 +140,8 @@ async def test_no_key_and_revoked_key_are_401_everywhere(
             assert response.headers["www-authenticate"].startswith("Bearer")
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["type"] == "/problems/unauthorized"
-            assert "classified" not in response.text and "secret plans" not in response.text
+            assert "classified" not in response.text
+            assert "secret plans" not in response.text
     # A revoked key fails at once, while the user's other keys keep working.
     assert (await _call(api_client, "GET", "/users/me", None, alice.api_key)).status_code == 200
 
@@ -157,7 +158,8 @@ async def test_outsiders_get_404_exactly_like_missing_and_change_nothing(
         response = await _call(api_client, method, path, body, bob.api_key)
         assert response.status_code == 404, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
-        assert "classified" not in response.text and "secret plans" not in response.text
+        assert "classified" not in response.text
+        assert "secret plans" not in response.text
         # Same status and type as for ids that do not exist at all.
         absent = await _call(api_client, method, missing_path, missing_body, bob.api_key)
         assert absent.status_code == 404
@@ -172,7 +174,8 @@ async def test_listings_show_outsiders_nothing_of_the_project(
     for method, path, body in _UNSCOPED:
         response = await _call(api_client, method, path, body, bob.api_key)
         assert response.status_code in (200, 201), (path, response.text)
-        assert "classified" not in response.text and "secret plans" not in response.text
+        assert "classified" not in response.text
+        assert "secret plans" not in response.text
         if method == "GET" and "items" in response.json():
             # Bob's own project (created by the POST above) is all he sees.
             for item in response.json()["items"]:

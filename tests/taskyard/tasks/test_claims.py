@@ -66,13 +66,14 @@ async def _claim_until_empty(
             return claimed
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["assignee"]["id"] == worker_id and body["status"] == "in_progress"
+        assert body["assignee"]["id"] == worker_id
+        assert body["status"] == "in_progress"
         claimed.append(body["id"])
 
 
 async def test_concurrent_claimers_take_every_task_exactly_once(database_url: str) -> None:
     async with running_app(database_url, pool_size=CLAIMERS, max_overflow=4) as (client, db):
-        owner, project_id, workers = await _setup(client, db, TASKS)
+        owner, _project_id, workers = await _setup(client, db, TASKS)
         results = await asyncio.gather(*(_claim_until_empty(client, owner, w) for w in workers))
 
         claims = Counter(task_id for claimed in results for task_id in claimed)
@@ -121,7 +122,7 @@ async def test_claims_follow_priority_then_age(database_url: str) -> None:
 
 async def test_expired_leases_are_reclaimed_and_live_ones_are_not(database_url: str) -> None:
     async with running_app(database_url) as (client, db):
-        owner, project_id, workers = await _setup(client, db, 3)
+        owner, _project_id, workers = await _setup(client, db, 3)
         first, second = workers[0], workers[1]
         held = await _claim_until_empty(client, owner, first, lease_seconds=600)
         assert len(held) == 3
