@@ -6,6 +6,7 @@ themselves, through a connection the app never touched.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
@@ -42,3 +43,10 @@ def sqlite_fetch(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return connection.execute(sql, args).fetchall()
     finally:
         connection.close()
+
+
+async def fetch_rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """*sql* (with ``$1``-style placeholders, used in order) on PostgreSQL or SQLite alike."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return sqlite_fetch(url, re.sub(r"\$\d+", "?", sql), *args)
+    return [tuple(row) for row in await pg_fetch(url, sql, *args)]
