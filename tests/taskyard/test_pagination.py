@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from sessionwise import Database
-from taskyard.pagination import CursorCodec
 from taskyard.errors import ProblemError
+from taskyard.pagination import CursorCodec
 from taskyard.tasks.models import Task
 from tests.taskyard.conftest import Actor
 
