@@ -169,7 +169,7 @@ async def test_claim_checks_worker_and_project(database_url: str) -> None:
             json={"worker_id": workers[0], "project_id": other["id"], "lease_seconds": 60},
             headers=owner.headers,
         )
-        assert wrong.status_code == 422
+        assert wrong.status_code == 404
         assert wrong.json()["errors"][0]["field"] == "project_id"
         right = await client.post(
             f"{API}/tasks/claim",

@@ -9,7 +9,7 @@ never an overflow error from the database.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -21,6 +21,7 @@ __all__ = [
     "Page",
     "Ref",
     "ResourceId",
+    "optional_not_null",
     "storable_text",
 ]
 
@@ -38,12 +39,41 @@ def storable_text(value: str) -> str:
 
 
 ResourceId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# The patterns only document in the schema what the validators check (with friendlier
+# messages): no NUL, and for names something besides whitespace.
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(storable_text),
+    Field(json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}),
 ]
-Description = Annotated[str, Field(max_length=10_000), AfterValidator(storable_text)]
+Description = Annotated[
+    str,
+    Field(max_length=10_000, json_schema_extra={"pattern": r"^[^\x00]*$"}),
+    AfterValidator(storable_text),
+]
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    any_of = schema.pop("anyOf", None)
+    if any_of is not None:
+        others = [branch for branch in any_of if branch.get("type") != "null"]
+        if len(others) == 1:
+            schema.update(others[0])
+        else:
+            schema["anyOf"] = others
+    if schema.get("default", 0) is None:
+        del schema["default"]
+
+
+def optional_not_null(description: str | None = None) -> Any:
+    """``Field`` of a PATCH field that may be omitted but not null.
+
+    Validation keeps ``X | None`` (None meaning "absent", a validator refuses an explicit
+    null); the JSON schema shows plain ``X``, so clients and schema-driven tests do not
+    take null for a value.
+    """
+    return Field(default=None, description=description, json_schema_extra=_without_null)
 
 
 class InputModel(BaseModel):

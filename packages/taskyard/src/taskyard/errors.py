@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["KIND_BY_STATUS", "FieldError", "ProblemError", "ProblemKind", "invalid_field"]
+__all__ = ["KIND_BY_STATUS", "FieldError", "ProblemError", "ProblemKind", "unknown_reference"]
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,14 @@ class ProblemError(Exception):
         self.extensions = extensions
 
 
-def invalid_field(field: str, message: str, location: str = "body") -> ProblemError:
-    """A 422 naming one field, for rules a schema cannot check (e.g. "worker of this project")."""
+def unknown_reference(field: str, message: str) -> ProblemError:
+    """A 404 naming the body field that refers to something missing (or not visible).
+
+    404 rather than 422: the request is well-formed, what it points at is not there, and the
+    answer must not differ from "exists, but in a project you are not a member of".
+    """
     return ProblemError(
-        ProblemKind.VALIDATION_ERROR,
+        ProblemKind.NOT_FOUND,
         f"{field}: {message}",
-        errors=[FieldError(field=field, location=location, message=message)],
+        errors=[FieldError(field=field, location="body", message=message)],
     )

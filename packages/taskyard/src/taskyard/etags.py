@@ -18,6 +18,11 @@ from taskyard.errors import FieldError, ProblemError, ProblemKind
 __all__ = ["IfMatch", "IfMatchHeader", "etag", "parse_if_match"]
 
 _TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+# The header's grammar (RFC 9110 §13.1.1), so that OpenAPI clients know it and a malformed
+# value is a 422 naming the header, checked after authentication.
+IF_MATCH_PATTERN = (
+    r'^\s*(\*|(W/)?"[\x21\x23-\x7e\x80-\xff]*"(\s*,\s*(W/)?"[\x21\x23-\x7e\x80-\xff]*")*)\s*$'
+)
 
 
 def etag(version: int) -> str:
@@ -66,6 +71,7 @@ def _if_match(
         Header(
             alias="If-Match",
             max_length=1000,
+            pattern=IF_MATCH_PATTERN,
             description='Apply only if the task is still at this version (its ETag, e.g. "3").',
         ),
     ] = None,

@@ -7,6 +7,7 @@ origin; ``GET /problems/<kind>`` describes it. Clients branch on ``type``, never
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -106,7 +107,26 @@ async def _on_problem(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _on_http_exception(_request: Request, error: Exception) -> JSONResponse:
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names the methods of the first route that matched the path only; a
+    # resource served by several routes (GET and POST /tasks) allows all of theirs. They are
+    # read from the OpenAPI document, which is what clients check the header against. A
+    # literal path (/tasks/claim) is that resource, not an instance of /tasks/{task_id}.
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.scope["path"]
+    operations = paths.get(path)
+    if operations is None:
+        operations = {}
+        for template, candidate in paths.items():
+            if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), path):
+                operations |= candidate
+    return ", ".join(sorted(method.upper() for method in operations if method in _METHODS))
+
+
+async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
     # Starlette's own errors (404 for unknown paths, 405, 413) and sessionwise's database
     # answers (409, 503 + Retry-After, 504) arrive here; their headers are kept.
     assert isinstance(error, StarletteHTTPException)
@@ -115,9 +135,10 @@ async def _on_http_exception(_request: Request, error: Exception) -> JSONRespons
         kind = (
             ProblemKind.INVALID_REQUEST if error.status_code < 500 else ProblemKind.INTERNAL_ERROR
         )
-    return problem_response(
-        kind, str(error.detail), status=error.status_code, headers=error.headers
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem_response(kind, str(error.detail), status=error.status_code, headers=headers)
 
 
 async def _on_unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from taskyard.api_types import Description, InputModel, Name, ResourceId
+from taskyard.api_types import Description, InputModel, Name, ResourceId, optional_not_null
 from taskyard.projects.models import Role
 from taskyard.users.schemas import Email
 
@@ -22,8 +22,8 @@ class ProjectCreate(InputModel):
 class ProjectUpdate(InputModel):
     """Only the fields present change; ``null`` is not a value for any of them."""
 
-    name: Name | None = None
-    description: Description | None = None
+    name: Name | None = optional_not_null()
+    description: Description | None = optional_not_null()
 
     @field_validator("name", "description", mode="before")
     @classmethod
@@ -37,11 +37,14 @@ class MemberRef(InputModel):
     """Who to add or remove: exactly one of ``user_id`` or ``email``."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"email": "ada@example.com"}, {"user_id": 2}]}
+        json_schema_extra={
+            "oneOf": [{"required": ["user_id"]}, {"required": ["email"]}],
+            "examples": [{"email": "ada@example.com"}, {"user_id": 2}],
+        }
     )
 
-    user_id: ResourceId | None = None
-    email: Email | None = None
+    user_id: ResourceId | None = optional_not_null()
+    email: Email | None = optional_not_null()
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MemberRef:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionwise import Session
-from taskyard.errors import ProblemError, ProblemKind, invalid_field
+from taskyard.errors import ProblemError, ProblemKind, unknown_reference
 from taskyard.projects.models import Project, ProjectMember, Role
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.schemas import (
@@ -97,7 +97,7 @@ class ProjectService:
             user = await self.users.by_email(ref.email)
             field, value = "email", ref.email
         if user is None:
-            raise invalid_field(field, f"no user {value}")
+            raise unknown_reference(field, f"no user {value}")
         return user
 
     async def add_member(self, project_id: int, ref: MemberRef, user_id: int) -> MemberRead:

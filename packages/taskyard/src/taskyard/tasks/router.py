@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from sessionwise.fastapi import ReadSessionDep, SessionDep
 from taskyard.api_types import Page, ResourceId
@@ -68,6 +68,13 @@ async def claim_task(
     return task_read(task)
 
 
+@router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def claim_other_methods() -> None:
+    # Without this, PATCH /tasks/claim would reach PATCH /tasks/{task_id} and answer 422
+    # for task_id="claim"; the resource exists and only POST is allowed on it.
+    raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": "POST"})
+
+
 @router.get("/{task_id}", summary="One task", responses={200: {"headers": _ETAG_HEADER}})
 async def read_task(
     task_id: ResourceId, caller: CurrentReader, session: ReadSessionDep, response: Response
@@ -83,10 +90,10 @@ async def read_task(
     responses={200: {"headers": _ETAG_HEADER}, **problem_responses(412)},
 )
 async def update_task(
+    caller: CurrentUser,
     task_id: ResourceId,
     data: TaskUpdate,
     if_match: IfMatchHeader,
-    caller: CurrentUser,
     session: SessionDep,
     response: Response,
 ) -> TaskRead:
@@ -102,7 +109,7 @@ async def update_task(
     responses=problem_responses(412),
 )
 async def delete_task(
-    task_id: ResourceId, if_match: IfMatchHeader, caller: CurrentUser, session: SessionDep
+    caller: CurrentUser, task_id: ResourceId, if_match: IfMatchHeader, session: SessionDep
 ) -> Response:
     await TaskService(session).delete(task_id, if_match, caller.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from taskyard.api_types import Description, InputModel, Name, Ref, ResourceId
+from taskyard.api_types import Description, InputModel, Name, Ref, ResourceId, optional_not_null
 from taskyard.tasks.models import TaskStatus
 
 __all__ = [
@@ -31,17 +31,19 @@ class TaskCreate(InputModel):
     title: Name
     description: Description = ""
     priority: Priority = 0
-    assignee_id: ResourceId | None = Field(default=None, description="A worker of the project.")
+    assignee_id: ResourceId | None = Field(
+        default=None, description="A worker of the project, or null."
+    )
 
 
 class TaskUpdate(InputModel):
     """Only the fields present change. ``assignee_id: null`` unassigns; no other field is
     nullable. Leaving ``in_progress`` ends the lease."""
 
-    title: Name | None = None
-    description: Description | None = None
-    status: TaskStatus | None = None
-    priority: Priority | None = None
+    title: Name | None = optional_not_null()
+    description: Description | None = optional_not_null()
+    status: TaskStatus | None = optional_not_null()
+    priority: Priority | None = optional_not_null()
     assignee_id: ResourceId | None = None
 
     @field_validator("title", "description", "status", "priority", mode="before")
@@ -54,9 +56,7 @@ class TaskUpdate(InputModel):
 
 class ClaimRequest(InputModel):
     worker_id: ResourceId
-    project_id: ResourceId | None = Field(
-        default=None, description="Optional: must be the worker's project."
-    )
+    project_id: ResourceId | None = optional_not_null("Optional: must be the worker's project.")
     lease_seconds: LeaseSeconds = 300
 
 

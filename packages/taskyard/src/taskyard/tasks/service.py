@@ -9,7 +9,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from sessionwise import Session
 from taskyard.api_types import Ref
-from taskyard.errors import ProblemError, ProblemKind, invalid_field
+from taskyard.errors import ProblemError, ProblemKind, unknown_reference
 from taskyard.etags import IfMatch
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
@@ -19,7 +19,6 @@ from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, T
 from taskyard.timestamps import utc_now
 from taskyard.workers.models import Worker
 from taskyard.workers.repository import WorkerRepository
-from taskyard.workers.service import worker_not_found
 
 __all__ = ["TaskService", "task_read"]
 
@@ -57,13 +56,13 @@ class TaskService:
     async def _assignee(self, worker_id: int, project_id: int) -> Worker:
         worker = await self.workers.in_project(worker_id, project_id)
         if worker is None:
-            raise invalid_field("assignee_id", f"no worker {worker_id} in project {project_id}")
+            raise unknown_reference("assignee_id", f"no worker {worker_id} in project {project_id}")
         return worker
 
     async def create(self, data: TaskCreate, user_id: int) -> Task:
         found = await self.projects.visible(data.project_id, user_id)
         if found is None:
-            raise project_not_found(data.project_id)
+            raise unknown_reference("project_id", f"project {data.project_id} not found")
         assignee = None
         if data.assignee_id is not None:
             assignee = await self._assignee(data.assignee_id, data.project_id)
@@ -143,9 +142,9 @@ class TaskService:
         """Take the worker's project's best claimable task; None when there is none."""
         worker = await self.workers.visible(data.worker_id, user_id)
         if worker is None:
-            raise worker_not_found(data.worker_id)
+            raise unknown_reference("worker_id", f"worker {data.worker_id} not found")
         if data.project_id is not None and data.project_id != worker.project_id:
-            raise invalid_field(
+            raise unknown_reference(
                 "project_id", f"worker {worker.id} belongs to project {worker.project_id}"
             )
         now = utc_now()

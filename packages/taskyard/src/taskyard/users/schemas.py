@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from taskyard.api_types import InputModel, Name, storable_text
 
@@ -27,6 +27,7 @@ Email = Annotated[
     StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
     AfterValidator(storable_text),
     AfterValidator(_email),
+    Field(json_schema_extra={"pattern": r"^\s*[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+\s*$"}),
 ]
 
 

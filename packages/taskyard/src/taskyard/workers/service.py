@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionwise import Session
-from taskyard.errors import ProblemError, ProblemKind
+from taskyard.errors import ProblemError, ProblemKind, unknown_reference
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
 from taskyard.timestamps import utc_now
@@ -25,7 +25,7 @@ class WorkerService:
 
     async def create(self, data: WorkerCreate, user_id: int) -> Worker:
         if await self.projects.visible(data.project_id, user_id) is None:
-            raise project_not_found(data.project_id)
+            raise unknown_reference("project_id", f"project {data.project_id} not found")
         return await self.workers.add(Worker(project_id=data.project_id, name=data.name))
 
     async def get(self, worker_id: int, user_id: int) -> Worker:
