@@ -90,9 +90,9 @@ def _guard(
         closer = getattr(self, _CLOSER, None)
         if closer is not None and closer is not task:
             raise ConcurrentSessionUseError(
-                f"{method.__name__}() was called on a session whose unit of work task "
-                f"{closer.get_name()!r} has ended (from task "
-                f"{task.get_name() if task else None!r}). A session is one connection and one "
+                f"{method.__name__}() was called on a session whose unit of work (in task "
+                f"{closer.get_name()!r}) has ended, from task "
+                f"{task.get_name() if task else None!r}. A session is one connection and one "
                 "transaction: give every concurrent task its own, e.g. "
                 "`async with db.session() as session:` inside the task."
             )
