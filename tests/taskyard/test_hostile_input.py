@@ -83,6 +83,12 @@ INVALID_BODIES = [
     ("POST", "/tasks/claim", {"worker_id": "{w}", "lease_seconds": HUGE}, "lease_seconds"),
     ("POST", "/tasks/claim", {"lease_seconds": 5}, "worker_id"),
     ("POST", "/tasks/{t}/heartbeat", {"worker_id": HUGE}, "worker_id"),
+    # Strict types: what the schema calls an integer must be one, not "12", true or 5.0.
+    ("POST", "/workers", {"project_id": "12", "name": "w"}, "project_id"),
+    ("POST", "/tasks", {"project_id": "{p}", "title": "t", "priority": True}, "priority"),
+    ("PATCH", "/tasks/{t}", {"status": "done", "priority": False}, "priority"),
+    ("POST", "/tasks/claim", {"worker_id": "{w}", "lease_seconds": 5.0}, "lease_seconds"),
+    ("POST", "/projects", {"name": "ok", "description": 7}, "description"),
 ]
 
 

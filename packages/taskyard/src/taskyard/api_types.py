@@ -23,6 +23,7 @@ __all__ = [
     "ResourceId",
     "optional_not_null",
     "storable_text",
+    "without_null",
 ]
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns on both backends
@@ -45,7 +46,8 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(storable_text),
-    Field(json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}),
+    # \x1c-\x1f and \x85 are whitespace to Python's strip() but not to JSON Schema's \s.
+    Field(json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"}),
 ]
 Description = Annotated[
     str,
@@ -54,7 +56,8 @@ Description = Annotated[
 ]
 
 
-def _without_null(schema: dict[str, Any]) -> None:
+def without_null(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` hook: document an optional value as absent-or-X, never null."""
     any_of = schema.pop("anyOf", None)
     if any_of is not None:
         others = [branch for branch in any_of if branch.get("type") != "null"]
@@ -66,20 +69,27 @@ def _without_null(schema: dict[str, Any]) -> None:
         del schema["default"]
 
 
-def optional_not_null(description: str | None = None) -> Any:
+def optional_not_null(description: str | None = None, *, strict: bool | None = None) -> Any:
     """``Field`` of a PATCH field that may be omitted but not null.
 
     Validation keeps ``X | None`` (None meaning "absent", a validator refuses an explicit
     null); the JSON schema shows plain ``X``, so clients and schema-driven tests do not
     take null for a value.
     """
-    return Field(default=None, description=description, json_schema_extra=_without_null)
+    return Field(
+        default=None, description=description, strict=strict, json_schema_extra=without_null
+    )
 
 
 class InputModel(BaseModel):
-    """Base of every request body: unknown fields are an error, not silently dropped."""
+    """Base of every request body: unknown fields are an error, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: ``"5"``, ``true`` or ``5.0`` for an integer is a 422, as the schema says, not
+    quietly converted. (Enum fields opt out: FastAPI validates the decoded JSON, in which an
+    enum value can only be a string.)
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Ref(BaseModel):

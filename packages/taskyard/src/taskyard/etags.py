@@ -12,17 +12,18 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 
-from taskyard.api_types import MAX_ID
+from taskyard.api_types import MAX_ID, without_null
 from taskyard.errors import FieldError, ProblemError, ProblemKind
 
 __all__ = ["IfMatch", "IfMatchHeader", "etag", "parse_if_match"]
 
-_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
-# The header's grammar (RFC 9110 §13.1.1), so that OpenAPI clients know it and a malformed
-# value is a 422 naming the header, checked after authentication.
-IF_MATCH_PATTERN = (
-    r'^\s*(\*|(W/)?"[\x21\x23-\x7e\x80-\xff]*"(\s*,\s*(W/)?"[\x21\x23-\x7e\x80-\xff]*")*)\s*$'
-)
+# RFC 9110 §8.8.3 / §13.1.1: "*" or a list of entity tags; ASCII etagc only (the tags this
+# service issues are digits). Documented in the schema too, so that a malformed header is a
+# 422 naming it, checked after authentication.
+_ETAG = r'(W/)?"[\x21\x23-\x7e]*"'
+IF_MATCH_PATTERN = rf"^[ \t]*(\*|{_ETAG}([ \t]*,[ \t]*{_ETAG})*)[ \t]*$"
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
 
 
 def etag(version: int) -> str:
@@ -48,20 +49,19 @@ class IfMatch:
 
 
 def parse_if_match(value: str) -> IfMatch:
-    if value.strip() == "*":
+    if _IF_MATCH.fullmatch(value) is None:
+        raise ProblemError(
+            ProblemKind.INVALID_REQUEST,
+            'If-Match: expected "*" or quoted entity tags like "3"',
+            errors=[FieldError(field="If-Match", location="header", message="malformed")],
+        )
+    if value.strip(" \t") == "*":
         return IfMatch(any_version=True, versions=frozenset())
-    versions: set[int] = set()
-    for part in value.split(","):
-        match = _TAG.fullmatch(part)
-        if match is None:
-            raise ProblemError(
-                ProblemKind.INVALID_REQUEST,
-                'If-Match: expected "*" or quoted entity tags like "3"',
-                errors=[FieldError(field="If-Match", location="header", message="malformed")],
-            )
-        weak, opaque = match.groups()
-        if not weak and opaque.isdigit() and len(opaque) <= 10 and int(opaque) <= MAX_ID:
-            versions.add(int(opaque))
+    versions = {
+        int(opaque)
+        for weak, opaque in _TAG.findall(value)
+        if not weak and opaque.isdigit() and len(opaque) <= 10 and int(opaque) <= MAX_ID
+    }
     return IfMatch(any_version=False, versions=frozenset(versions))
 
 
@@ -73,6 +73,7 @@ def _if_match(
             max_length=1000,
             pattern=IF_MATCH_PATTERN,
             description='Apply only if the task is still at this version (its ETag, e.g. "3").',
+            json_schema_extra=without_null,
         ),
     ] = None,
 ) -> IfMatch | None:

@@ -42,7 +42,7 @@ class TaskUpdate(InputModel):
 
     title: Name | None = optional_not_null()
     description: Description | None = optional_not_null()
-    status: TaskStatus | None = optional_not_null()
+    status: TaskStatus | None = optional_not_null(strict=False)
     priority: Priority | None = optional_not_null()
     assignee_id: ResourceId | None = None
 

@@ -13,7 +13,7 @@ __all__ = ["Email", "UserCreate", "UserRead"]
 
 # Deliberately loose (one @, a dot in the domain, no spaces): the address is an identifier
 # here, never mailed to.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
 
 
 def _email(value: str) -> str:
