@@ -41,8 +41,8 @@ EXIT_MARGIN = 3.0  # seconds for lifespan shutdown and interpreter exit beyond t
 PER_KIND = 3  # in-flight requests of each kind
 
 
-async def _wait_until_blocked(url: str, count: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_until_blocked(url: str, count: int) -> None:
+    deadline = time.monotonic() + 10
     blocked = 0
     while time.monotonic() < deadline:
         rows = await pg_fetch(
