@@ -87,7 +87,9 @@ INVALID_BODIES = [
     ("POST", "/workers", {"project_id": "12", "name": "w"}, "project_id"),
     ("POST", "/tasks", {"project_id": "{p}", "title": "t", "priority": True}, "priority"),
     ("PATCH", "/tasks/{t}", {"status": "done", "priority": False}, "priority"),
-    ("POST", "/tasks/claim", {"worker_id": "{w}", "lease_seconds": 5.0}, "lease_seconds"),
+    ("POST", "/tasks/claim", {"worker_id": "{w}", "lease_seconds": 5.5}, "lease_seconds"),
+    ("POST", "/tasks/claim", {"worker_id": "{w}", "project_id": None}, "project_id"),
+    ("POST", "/projects/{p}/members", {"user_id": 2, "email": None}, "email"),
     ("POST", "/projects", {"name": "ok", "description": 7}, "description"),
 ]
 

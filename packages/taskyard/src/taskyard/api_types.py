@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 __all__ = [
+    "INTEGRAL",
     "MAX_ID",
     "Description",
     "InputModel",
     "Name",
+    "Omittable",
     "Page",
     "Ref",
     "ResourceId",
@@ -39,7 +48,26 @@ def storable_text(value: str) -> str:
     return value
 
 
-ResourceId = Annotated[int, Field(ge=1, le=MAX_ID)]
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 5.0 is an integer to JSON Schema, so it is to us. (Strict
+    # mode still refuses "5" and true.)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may be omitted, but not null")
+    return value
+
+
+# After the constraints, so that they stay plain minimum/maximum in the JSON schema.
+INTEGRAL = BeforeValidator(_integral)
+ResourceId = Annotated[int, Field(ge=1, le=MAX_ID), INTEGRAL]
+_T = TypeVar("_T")
+Omittable = Annotated[_T | None, BeforeValidator(_refuse_null)]
+"""A body field that may be left out (None then) but not sent as null; see `optional_not_null`."""
 # The patterns only document in the schema what the validators check (with friendlier
 # messages): no NUL, and for names something besides whitespace.
 Name = Annotated[
@@ -70,11 +98,10 @@ def without_null(schema: dict[str, Any]) -> None:
 
 
 def optional_not_null(description: str | None = None, *, strict: bool | None = None) -> Any:
-    """``Field`` of a PATCH field that may be omitted but not null.
+    """``Field`` of an `Omittable` body field: absent means None, an explicit null is a 422.
 
-    Validation keeps ``X | None`` (None meaning "absent", a validator refuses an explicit
-    null); the JSON schema shows plain ``X``, so clients and schema-driven tests do not
-    take null for a value.
+    The JSON schema shows plain ``X``, so clients and schema-driven tests do not take null
+    for a value.
     """
     return Field(
         default=None, description=description, strict=strict, json_schema_extra=without_null

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskyard.api_types import Description, InputModel, Name, ResourceId, optional_not_null
+from taskyard.api_types import (
+    Description,
+    InputModel,
+    Name,
+    Omittable,
+    ResourceId,
+    optional_not_null,
+)
 from taskyard.projects.models import Role
 from taskyard.users.schemas import Email
 
@@ -22,15 +28,8 @@ class ProjectCreate(InputModel):
 class ProjectUpdate(InputModel):
     """Only the fields present change; ``null`` is not a value for any of them."""
 
-    name: Name | None = optional_not_null()
-    description: Description | None = optional_not_null()
-
-    @field_validator("name", "description", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted, but not null")
-        return value
+    name: Omittable[Name] = optional_not_null()
+    description: Omittable[Description] = optional_not_null()
 
 
 class MemberRef(InputModel):
@@ -43,8 +42,8 @@ class MemberRef(InputModel):
         }
     )
 
-    user_id: ResourceId | None = optional_not_null()
-    email: Email | None = optional_not_null()
+    user_id: Omittable[ResourceId] = optional_not_null()
+    email: Omittable[Email] = optional_not_null()
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MemberRef:

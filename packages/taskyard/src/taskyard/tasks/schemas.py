@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from taskyard.api_types import Description, InputModel, Name, Ref, ResourceId, optional_not_null
+from taskyard.api_types import (
+    INTEGRAL,
+    Description,
+    InputModel,
+    Name,
+    Omittable,
+    Ref,
+    ResourceId,
+    optional_not_null,
+)
 from taskyard.tasks.models import TaskStatus
 
 __all__ = [
@@ -20,9 +29,11 @@ __all__ = [
     "TaskUpdate",
 ]
 
-Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher runs first.")]
+Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher runs first."), INTEGRAL]
 LeaseSeconds = Annotated[
-    int, Field(ge=1, le=86_400, description="How long the claim holds without a heartbeat.")
+    int,
+    Field(ge=1, le=86_400, description="How long the claim holds without a heartbeat."),
+    INTEGRAL,
 ]
 
 
@@ -40,23 +51,16 @@ class TaskUpdate(InputModel):
     """Only the fields present change. ``assignee_id: null`` unassigns; no other field is
     nullable. Leaving ``in_progress`` ends the lease."""
 
-    title: Name | None = optional_not_null()
-    description: Description | None = optional_not_null()
-    status: TaskStatus | None = optional_not_null(strict=False)
-    priority: Priority | None = optional_not_null()
+    title: Omittable[Name] = optional_not_null()
+    description: Omittable[Description] = optional_not_null()
+    status: Omittable[TaskStatus] = optional_not_null(strict=False)
+    priority: Omittable[Priority] = optional_not_null()
     assignee_id: ResourceId | None = None
-
-    @field_validator("title", "description", "status", "priority", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted, but not null")
-        return value
 
 
 class ClaimRequest(InputModel):
     worker_id: ResourceId
-    project_id: ResourceId | None = optional_not_null("Optional: must be the worker's project.")
+    project_id: Omittable[ResourceId] = optional_not_null("Optional: must be the worker's project.")
     lease_seconds: LeaseSeconds = 300
 
 
