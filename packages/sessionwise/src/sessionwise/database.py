@@ -283,7 +283,11 @@ class Database:
         """True if the database answers ``SELECT 1`` within ``pool_timeout``; never raises."""
         with anyio.move_on_after(self.config.pool_timeout):
             try:
-                async with self.engine.connect() as connection:
+                # The read-only engine: on SQLite its BEGIN is DEFERRED, so a probe never queues
+                # behind writers for the write lock (a busy database is not a dead one).
+                self._require_started("ping")
+                assert self._read_engine is not None
+                async with self._read_engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
                     return True
             except Exception as error:  # any failure means "not ready"; the caller reports it
