@@ -50,7 +50,14 @@ class ProjectService:
         self.users = UserRepository(session)
 
     async def create(self, data: ProjectCreate, owner_id: int) -> Project:
-        project = Project(name=data.name, description=data.description, owner_id=owner_id)
+        now = utc_now()
+        project = Project(
+            name=data.name,
+            description=data.description,
+            owner_id=owner_id,
+            created_at=now,
+            updated_at=now,
+        )
         await self.projects.add(project, owner_id)
         return await self.get(_id(project), owner_id)
 

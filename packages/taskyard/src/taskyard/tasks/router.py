@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from sessionwise.fastapi import ReadSessionDep, SessionDep
 from taskyard.api_types import Page, ResourceId
@@ -26,11 +26,15 @@ _ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type":
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a task")
 async def create_task(
-    data: TaskCreate, caller: CurrentUser, session: SessionDep, response: Response
+    data: TaskCreate,
+    caller: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> TaskRead:
     task = await TaskService(session).create(data, caller.id)
     response.headers["ETag"] = etag(task.version)
-    response.headers["Location"] = f"{router.prefix}/{task.id}"
+    response.headers["Location"] = str(request.url_for("read_task", task_id=task.id))
     return task_read(task)
 
 

@@ -66,12 +66,15 @@ class TaskService:
         assignee = None
         if data.assignee_id is not None:
             assignee = await self._assignee(data.assignee_id, data.project_id)
+        now = utc_now()
         task = Task(
             project_id=data.project_id,
             title=data.title,
             description=data.description,
             priority=data.priority,
             assignee_id=data.assignee_id,
+            created_at=now,
+            updated_at=now,
         )
         # Known already: set without marking anything for the flush, so the read needs no
         # further query.

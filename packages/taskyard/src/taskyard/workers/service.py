@@ -26,7 +26,9 @@ class WorkerService:
     async def create(self, data: WorkerCreate, user_id: int) -> Worker:
         if await self.projects.visible(data.project_id, user_id) is None:
             raise unknown_reference("project_id", f"project {data.project_id} not found")
-        return await self.workers.add(Worker(project_id=data.project_id, name=data.name))
+        now = utc_now()
+        worker = Worker(project_id=data.project_id, name=data.name, created_at=now, updated_at=now)
+        return await self.workers.add(worker)
 
     async def get(self, worker_id: int, user_id: int) -> Worker:
         worker = await self.workers.visible(worker_id, user_id)
