@@ -16,8 +16,10 @@ a strict documentation check must not hide a 5xx behind it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -43,7 +45,9 @@ FUZZ_SETTINGS = settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,  # no example database on disk: every run starts fresh, and leaves nothing
+    derandomize=True,  # the same examples on every run: CI results do not depend on luck
 )
+UVICORN_BAD_REQUEST = "Invalid HTTP request received."
 CORE_CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -64,13 +68,53 @@ def fuzzed_app(served_module: ServedApp) -> ServedApp:
     return served_module
 
 
-def _by_design(case: Any, response: Any) -> list[Any]:
-    """Checks that do not apply to this exchange, because the API does this on purpose.
+def _headers_break_their_pattern(case: Any) -> bool:
+    for parameter in case.operation.headers:
+        pattern = parameter.definition.get("schema", {}).get("pattern")
+        value = (case.headers or {}).get(parameter.name)
+        if pattern and value is not None and not re.search(pattern, str(value)):
+            return True
+    return False
+
+
+def _only_undeclared_query_is_invalid(case: Any) -> bool:
+    """True when the query has names the operation does not declare, and every declared one
+    that is present fits its schema: the only "invalid" part is what the API ignores."""
+    query = case.query or {}
+    schemas = {p.name: p.definition.get("schema", {}) for p in case.operation.query}
+    if not set(query) - set(schemas):
+        return False
+    return all(
+        jsonschema_rs.is_valid(schemas[name], _as_typed(schemas[name], value))
+        for name, value in query.items()
+        if name in schemas
+    )
+
+
+def _as_typed(schema: dict[str, Any], value: Any) -> Any:
+    """A query value as the JSON value it stands for (query strings carry only text)."""
+    if isinstance(value, str) and schema.get("type") == "integer":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _not_applicable(case: Any, response: Any) -> list[Any]:
+    """Checks that do not apply to this exchange.
 
     * A ``cursor`` is opaque and signed: any string fits its schema, but one the service did
-      not issue is refused with 400 ``invalid-cursor`` (see taskyard.pagination).
+      not issue is refused with 400 ``invalid-cursor`` (see taskyard.pagination), on purpose.
     * Query parameters the operation does not declare are ignored, as HTTP APIs commonly do;
       schemathesis counts a request made only of such parameters as invalid input.
+    * A request whose HTTP framing is broken (schemathesis's negative mode can send a header
+      like ``Content-Length: @``) never reaches the app: uvicorn's parser answers it with its
+      own ``400 text/plain`` "Invalid HTTP request received.", which no app can document.
+    * schemathesis's coverage phase labels some cases positive although a header in them
+      breaks its declared ``pattern`` (seen: ``If-Match: 0`` in a "near-boundary number" case
+      for ``task_id``; the same family as schemathesis#4592 for ``format``). Refusing such a
+      request is right, so "valid data accepted" is not judged on it.
     """
     excluded = []
     query = case.query or {}
@@ -78,10 +122,11 @@ def _by_design(case: Any, response: Any) -> list[Any]:
         response.status_code == 400
         and "cursor" in query
         and response.json().get("type") == "/problems/invalid-cursor"
-    ):
+    ) or _headers_break_their_pattern(case):
         excluded.append(positive_data_acceptance)
-    declared = {parameter.name for parameter in case.operation.query}
-    if query and not set(query) & declared and response.status_code < 300:
+    if response.status_code == 400 and response.text == UVICORN_BAD_REQUEST:
+        excluded += [content_type_conformance, response_schema_conformance]
+    if response.status_code < 300 and _only_undeclared_query_is_invalid(case):
         excluded.append(negative_data_rejection)
     return excluded
 
@@ -91,7 +136,7 @@ def _exchange(case: Any, app: ServedApp, checks: list[Any] | None) -> None:
     case.validate_response(
         response,
         checks=checks,
-        excluded_checks=_by_design(case, response),
+        excluded_checks=_not_applicable(case, response),
         headers=app.user.headers,
         transport_kwargs={"base_url": app.base_url, "headers": app.user.headers, "timeout": 10},
     )
