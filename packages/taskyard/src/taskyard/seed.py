@@ -10,6 +10,7 @@ from sessionwise import Database
 from taskyard.projects.models import Project
 from taskyard.projects.repository import ProjectRepository
 from taskyard.tasks.models import Task
+from taskyard.users.repository import UserRepository
 from taskyard.users.schemas import UserCreate
 from taskyard.users.service import UserService
 from taskyard.workers.models import Worker
@@ -40,7 +41,7 @@ async def seed(
     """Seed into *db* (started, migrated); *progress* is called with each batch's size."""
     async with db.session() as session:
         users = UserService(session)
-        existing = await users.users.by_email(email.lower())
+        existing = await UserRepository(session).by_email(email.lower())
         if existing is None:
             _, issued = await users.create_user(UserCreate(email=email, name=name), "seed")
         else:

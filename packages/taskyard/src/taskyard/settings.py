@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sessionwise import DatabaseConfig
@@ -11,6 +13,7 @@ __all__ = ["DEFAULT_DATABASE_URL", "MAX_BODY_SIZE", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./taskyard.db"
 MAX_BODY_SIZE = 1024 * 1024
+APPLICATION_NAME = "taskyard"
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,15 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
-    database: DatabaseConfig = DatabaseConfig(application_name="taskyard")
+    database: DatabaseConfig = DatabaseConfig(application_name=APPLICATION_NAME)
     secret_key: SecretStr | None = None
     max_body_size: int = Field(default=MAX_BODY_SIZE, ge=0)
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _named_taskyard(cls, value: Any) -> Any:
+        # Options given piecewise (TASKYARD_DATABASE__POOL_SIZE=...) keep taskyard's name in
+        # pg_stat_activity unless they set one.
+        if isinstance(value, dict):
+            return {"application_name": APPLICATION_NAME, **value}
+        return value
