@@ -17,4 +17,3 @@ async def test_ping_does_not_wait_for_a_writer_on_sqlite(sqlite_url: str) -> Non
             await writer.exec(text("INSERT INTO t VALUES (1)"))  # type: ignore[call-overload]
             assert await db.ping()  # the write lock is held right now
         assert await db.ping()
-
