@@ -1,0 +1,44 @@
+"""The throughput plot: requests per second against connections, per app, one panel per call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt
+
+from bench.measure import CALL_TITLES, CALLS
+
+APPS = ("raw", "tutorial", "taskyard")
+STYLES = {"raw": "s--", "tutorial": "o:", "taskyard": "D-"}
+
+
+def write_plot(payload: dict[str, Any], path: Path) -> None:
+    rows = [row for row in payload["summaries"] if row["section"] == "postgres"]
+    figure, axes = plt.subplots(1, len(CALLS), figsize=(4 * len(CALLS), 3.6), sharey=False)
+    for axis, call in zip(axes, CALLS, strict=True):
+        for app in APPS:
+            points = sorted(
+                (row["connections"], row["requests_per_second"])
+                for row in rows
+                if row["app"] == app and row["call"] == call
+            )
+            if points:
+                x, y = zip(*points, strict=True)
+                axis.plot(x, y, STYLES[app], label=app)
+        axis.set_title(CALL_TITLES[call])
+        axis.set_xscale("log", base=2)
+        connections = sorted({row["connections"] for row in rows})
+        axis.set_xticks(connections, [str(c) for c in connections])
+        axis.set_xlabel("connections")
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("requests / s (median)")
+    axes[-1].legend(loc="best")
+    figure.suptitle("PostgreSQL, one uvicorn worker per app")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,207 @@
+"""docs/performance.md from the results JSON (so the page can be rebuilt from the figures)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.measure import CALL_TITLES, CALLS
+from bench.targets import P99_CONNECTIONS, P99_FACTOR, RATIO_CONNECTIONS
+
+NOTES_DIR = Path(__file__).parent / "notes"
+SECTION_APPS = {
+    "postgres": ("raw", "tutorial", "taskyard"),
+    "sqlite": ("tutorial", "taskyard"),
+    "scaling": ("1 worker", "2 workers", "4 workers + PgBouncer"),
+    "claims": ("postgres", "sqlite"),
+}
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mark(met: bool | None) -> str:
+    return "n/a" if met is None else ("**yes**" if met else "**no**")
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _summaries(payload: dict[str, Any], section: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    return {
+        (row["app"], row["call"], row["connections"]): row
+        for row in payload["summaries"]
+        if row["section"] == section
+    }
+
+
+def _connections(payload: dict[str, Any], section: str) -> list[int]:
+    return sorted({row["connections"] for row in payload["summaries"] if row["section"] == section})
+
+
+def _note(name: str) -> str:
+    path = NOTES_DIR / name
+    return path.read_text().strip() if path.exists() else ""
+
+
+def targets_section(payload: dict[str, Any]) -> str:
+    rows = []
+    for verdict in payload["targets"]:
+        rows.append(
+            [
+                CALL_TITLES[verdict["call"]],
+                _number(verdict["vs_raw"]),
+                f">= {verdict['vs_raw_target']:.2f}",
+                _mark(verdict["vs_raw_met"]),
+                _number(verdict["vs_tutorial"]),
+                f">= {verdict['vs_tutorial_target']:.1f}",
+                _mark(verdict["vs_tutorial_met"]),
+                _number(verdict["p99_vs_raw_at_128"]),
+                _mark(verdict["p99_met"]),
+                verdict["taskyard_non_2xx"],
+            ]
+        )
+    header = [
+        "call",
+        f"taskyard / raw (c={RATIO_CONNECTIONS})",
+        "target",
+        "met",
+        f"taskyard / tutorial (c={RATIO_CONNECTIONS})",
+        "target",
+        "met",
+        f"p99 taskyard / raw (c={P99_CONNECTIONS})",
+        f"<= {P99_FACTOR:.0f}x",
+        "taskyard non-2xx",
+    ]
+    return _table(header, rows)
+
+
+def calls_section(payload: dict[str, Any], section: str, reference_apps: Sequence[str]) -> str:
+    """Per call and connection count: every app's medians, with ratios to the references."""
+    summaries = _summaries(payload, section)
+    apps = [app for app in SECTION_APPS[section] if any(key[0] == app for key in summaries)]
+    header = ["call", "conns", "app", "req/s", "p50 ms", "p99 ms", "non-2xx"]
+    header += [f"/ {reference}" for reference in reference_apps]
+    rows = []
+    for call in CALLS:
+        for connections in _connections(payload, section):
+            for app in apps:
+                row = summaries.get((app, call, connections))
+                if row is None:
+                    continue
+                ratios = []
+                for reference in reference_apps:
+                    base = summaries.get((reference, call, connections))
+                    ratio = (
+                        row["requests_per_second"] / base["requests_per_second"]
+                        if base and base["requests_per_second"]
+                        else None
+                    )
+                    ratios.append(_number(ratio))
+                rows.append(
+                    [
+                        CALL_TITLES[call],
+                        connections,
+                        app,
+                        f"{row['requests_per_second']:.0f}",
+                        _number(row["p50_ms"], 1),
+                        _number(row["p99_ms"], 1),
+                        row["non_2xx"] + row["socket_errors"],
+                        *ratios,
+                    ]
+                )
+    return _table(header, rows)
+
+
+def claims_section(payload: dict[str, Any]) -> str:
+    summaries = _summaries(payload, "claims")
+    samples = [s for s in payload["samples"] if s["section"] == "claims"]
+    rows = []
+    for database in SECTION_APPS["claims"]:
+        matching = [row for key, row in summaries.items() if key[0] == database]
+        if not matching:
+            continue
+        row = matching[0]
+        empty = sum(s["status_204"] for s in samples if s["app"] == database)
+        rows.append(
+            [
+                f"taskyard on {'PostgreSQL' if database == 'postgres' else 'SQLite'}",
+                row["connections"],
+                f"{row['requests_per_second']:.0f}",
+                _number(row["p50_ms"], 1),
+                _number(row["p99_ms"], 1),
+                row["non_2xx"] + row["socket_errors"],
+                empty,
+            ]
+        )
+    header = ["app", "claimers", "claims/s", "p50 ms", "p99 ms", "non-2xx", "204 (queue empty)"]
+    return _table(header, rows)
+
+
+def memory_section(payload: dict[str, Any]) -> str:
+    memory = payload.get("memory") or {}
+    if not memory:
+        return "_Not run._"
+    rows = [
+        [reading["after_requests"], f"{reading['rss_kib'] / 1024:.1f}"]
+        for reading in memory["readings"]
+    ]
+    verdict = "met" if memory["growth_percent"] < 10 else "**not met**"
+    return (
+        _table(["mixed requests served", "RSS MiB"], rows)
+        + f"\n\nGrowth from the first to the second checkpoint: **{memory['growth_percent']:.1f}%**"
+        f" (target < 10%: {verdict}); non-2xx during the run: {memory['failures']}."
+    )
+
+
+def micro_section(payload: dict[str, Any]) -> str:
+    micro = payload.get("micro") or {}
+    if not micro:
+        return "_Not run._"
+    rows = [[row["name"], row["median_us"], row["iqr_us"], row["rounds"]] for row in micro["rows"]]
+    return f"`{micro['command']}`\n\n" + _table(
+        ["unit of work [database]", "median µs", "IQR µs", "rounds"], rows
+    )
+
+
+def render(payload: dict[str, Any], plot_name: str) -> str:
+    settings = payload["settings"]
+    machine = payload["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in payload["versions"].items())
+    parts = [
+        "# Performance",
+        "_Generated by `make bench` (`uv run python -m bench`); do not edit by hand: the prose "
+        "comes from `bench/notes/`, the figures from `bench/results/latest.json`._",
+        f"Run of {payload['generated_at']} on {machine['cpus']} CPUs "
+        f"({machine['platform']}), load average before/after "
+        f"{machine['load_before']} / {machine['load_after']}. Command: `{payload['command']}`. "
+        f"Each figure is the median of {settings['rounds']} interleaved rounds of "
+        f"{settings['duration_s']:g} s per app and call (wrk, {settings['wrk_threads']} thread, "
+        f"connections {', '.join(str(c) for c in settings['connections'])}). {versions}.",
+        "## Targets (issue 4)",
+        targets_section(payload),
+        _note("methodology.md"),
+        "## PostgreSQL: raw, tutorial, taskyard",
+        f"![throughput against concurrency]({plot_name})",
+        calls_section(payload, "postgres", ("raw", "tutorial")),
+        "## SQLite: taskyard on its default file vs the tutorial on aiosqlite",
+        calls_section(payload, "sqlite", ("tutorial",)),
+        "### Claims: 16 concurrent claimers",
+        claims_section(payload),
+        "## Scaling: more workers, PgBouncer",
+        calls_section(payload, "scaling", ("1 worker",)),
+        _note("scaling.md"),
+        "## Memory",
+        memory_section(payload),
+        "## Session lifecycle micro-benchmark",
+        micro_section(payload),
+        _note("micro.md"),
+        "## What the profile shows",
+        _note("profile.md") or "_No profile yet._",
+    ]
+    return "\n\n".join(part for part in parts if part) + "\n"

@@ -1,0 +1,296 @@
+"""The benchmark's sections: what runs against what, on which database.
+
+* ``postgres``: raw, tutorial and taskyard (one worker each), the four calls at every
+  connection count, interleaved.
+* ``sqlite``: taskyard on its default SQLite file against the tutorial pattern on aiosqlite;
+  then ``claims``: 16 concurrent claimers on taskyard, PostgreSQL against SQLite.
+* ``scaling``: taskyard with one worker, with ``--workers 2``, and with 4 workers through
+  PgBouncer in transaction mode, all on the same PostgreSQL database.
+* ``memory``: resident size of a fresh taskyard process after 10k and after 100k mixed calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import apps_under_test, databases
+from bench.databases import Seeded
+from bench.measure import CALLS, Progress, Results, Settings, interleave
+from bench.pgbouncer import pgbouncer
+from bench.servers import AppSpec, RunningApp, serve
+from bench.wrk import Target, run_wrk
+
+CLAIMERS = 16
+TASK_KEYS = frozenset(
+    {
+        "id",
+        "project_id",
+        "title",
+        "description",
+        "status",
+        "priority",
+        "assignee",
+        "project",
+        "version",
+        "created_at",
+        "updated_at",
+        "lease_expires_at",
+    }
+)
+
+
+@dataclass
+class Run:
+    """One benchmark run: settings, where files go, and everything measured so far."""
+
+    settings: Settings
+    workdir: Path
+    progress: Progress
+    claim_stock: int
+    memory_checkpoints: tuple[int, int]
+    results: Results = field(default_factory=Results)
+    memory: dict[str, Any] = field(default_factory=dict)
+    preflight: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def logdir(self) -> Path:
+        path = self.workdir / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class PreparedDatabase:
+    """A migrated, seeded database and what the wrk scripts need to use it."""
+
+    label: str
+    url: str
+    seeded: Seeded
+    ids_path: Path
+    postgres_name: str | None = None
+
+    def target(self, app: RunningApp) -> Target:
+        return Target(
+            base_url=app.base_url,
+            api_key=self.seeded.api_key,
+            project_id=str(self.seeded.project_id),
+            ids_path=self.ids_path,
+            worker_ids=tuple(str(worker) for worker in self.seeded.worker_ids),
+        )
+
+    def claim_target(self, app: RunningApp) -> Target:
+        return dataclasses.replace(
+            self.target(app),
+            project_id=str(self.seeded.claim_project_id),
+            worker_ids=tuple(str(worker) for worker in self.seeded.claimer_ids),
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.seeded.api_key}"}
+
+
+def prepare(run: Run, label: str, url: str, postgres_name: str | None = None) -> PreparedDatabase:
+    """Migrate *url* with ``taskyard migrate``, make the API key, seed the data."""
+    started = time.monotonic()
+    databases.migrate(url)
+    api_key = databases.create_api_key(url)
+    seeded = asyncio.run(databases.seed(url, api_key, run.claim_stock))
+    ids_path = seeded.write_ids(run.workdir / f"{label}-task-ids.txt")
+    run.progress(f"prepared {label} in {time.monotonic() - started:.1f}s")
+    return PreparedDatabase(label, url, seeded, ids_path, postgres_name)
+
+
+def prepare_postgres(run: Run, name: str) -> PreparedDatabase:
+    url = asyncio.run(databases.recreate_database(name))
+    return prepare(run, name, url, postgres_name=name)
+
+
+def sqlite_dir(run: Run, name: str) -> Path:
+    path = run.workdir / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- checks before measuring -------------------------------------------------------------------
+
+
+def preflight(run: Run, name: str, app: RunningApp, database: PreparedDatabase) -> None:
+    """Each call once: it must answer its 2xx status with a task-shaped body.
+
+    wrk only counts statuses; this makes sure a 2xx is the real answer (not, say, a redirect
+    or an empty page) before any number is taken.
+    """
+    seeded = database.seeded
+    task_id = seeded.task_ids[0]
+    statuses: dict[str, int] = {}
+    with httpx.Client(base_url=app.base_url, headers=database.headers, timeout=30) as client:
+        checks = {
+            "get": (client.get(f"/api/v1/tasks/{task_id}"), 200),
+            "list": (
+                client.get("/api/v1/tasks", params={"project_id": seeded.project_id, "limit": 20}),
+                200,
+            ),
+            "create": (
+                client.post(
+                    "/api/v1/tasks",
+                    json={
+                        "project_id": seeded.project_id,
+                        "title": "preflight",
+                        "assignee_id": seeded.worker_ids[0],
+                    },
+                ),
+                201,
+            ),
+            "patch": (client.patch(f"/api/v1/tasks/{task_id}", json={"status": "pending"}), 200),
+        }
+    for call, (response, expected) in checks.items():
+        statuses[call] = response.status_code
+        if response.status_code != expected:
+            raise RuntimeError(
+                f"{name} {call}: expected {expected}, got {response.status_code}: "
+                f"{response.text[:500]}"
+            )
+        body = response.json()
+        task = body["items"][0] if call == "list" else body
+        if call == "list" and (len(body["items"]) != 20 or set(body) != {"items", "next_cursor"}):
+            raise RuntimeError(f"{name} list: not a page of 20 tasks: {str(body)[:500]}")
+        if set(task) != TASK_KEYS:
+            raise RuntimeError(f"{name} {call}: unexpected task keys {sorted(task)}")
+    run.preflight[name] = statuses
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def started(
+    run: Run, specs: Sequence[tuple[AppSpec, PreparedDatabase]]
+) -> Iterator[list[tuple[str, RunningApp, PreparedDatabase]]]:
+    with contextlib.ExitStack() as stack:
+        running = []
+        for spec, database in specs:
+            app = stack.enter_context(serve(spec, run.logdir, headers=database.headers))
+            running.append((spec.name, app, database))
+        yield running
+
+
+def postgres_section(
+    run: Run, raw: PreparedDatabase, tutorial: PreparedDatabase, taskyard: PreparedDatabase
+) -> None:
+    specs = [
+        (apps_under_test.raw(raw.url), raw),
+        (apps_under_test.tutorial(tutorial.url), tutorial),
+        (apps_under_test.taskyard(taskyard.url), taskyard),
+    ]
+    with started(run, specs) as running:
+        for name, app, database in running:
+            preflight(run, name, app, database)
+        targets = [(name, database.target(app)) for name, app, database in running]
+        interleave("postgres", targets, CALLS, run.settings, run.results, run.progress)
+
+
+def sqlite_section(run: Run) -> tuple[PreparedDatabase, PreparedDatabase]:
+    """taskyard on its default file (``./taskyard.db``) vs the tutorial on aiosqlite."""
+    taskyard_dir = sqlite_dir(run, "taskyard-sqlite")
+    taskyard_db = prepare(run, "taskyard-sqlite", f"sqlite+aiosqlite:///{taskyard_dir}/taskyard.db")
+    tutorial_dir = sqlite_dir(run, "tutorial-sqlite")
+    tutorial_db = prepare(run, "tutorial-sqlite", f"sqlite+aiosqlite:///{tutorial_dir}/tutorial.db")
+    specs = [
+        (apps_under_test.taskyard(None, "taskyard", workdir=taskyard_dir), taskyard_db),
+        (apps_under_test.tutorial(tutorial_db.url), tutorial_db),
+    ]
+    connections = (32,) if 32 in run.settings.connections else run.settings.connections[:1]
+    settings = dataclasses.replace(run.settings, connections=connections)
+    with started(run, specs) as running:
+        for name, app, database in running:
+            preflight(run, f"{name}-sqlite", app, database)
+        targets = [(name, database.target(app)) for name, app, database in running]
+        interleave("sqlite", targets, CALLS, settings, run.results, run.progress)
+    return taskyard_db, tutorial_db
+
+
+def claims_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedDatabase) -> None:
+    """16 concurrent claimers (round robin over 16 workers) against a reset stock of tasks."""
+    sqlite_workdir = sqlite_dir(run, "taskyard-sqlite")
+    specs = [
+        (apps_under_test.taskyard(postgres_db.url, "postgres"), postgres_db),
+        (apps_under_test.taskyard(None, "sqlite", workdir=sqlite_workdir), sqlite_db),
+    ]
+    by_name = {"postgres": postgres_db, "sqlite": sqlite_db}
+
+    def reset(name: str, _call: str) -> None:
+        database = by_name[name]
+        asyncio.run(databases.reset_claims(database.url, database.seeded))
+
+    settings = dataclasses.replace(run.settings, connections=(CLAIMERS,))
+    with started(run, specs) as running:
+        targets = [(name, database.claim_target(app)) for name, app, database in running]
+        interleave("claims", targets, ["claim"], settings, run.results, run.progress, reset)
+
+
+def scaling_section(run: Run, database: PreparedDatabase) -> None:
+    """One worker, ``--workers 2``, and 4 workers through PgBouncer (transaction mode)."""
+    connections = (32,) if 32 in run.settings.connections else run.settings.connections[:1]
+    settings = dataclasses.replace(run.settings, connections=connections)
+    with pgbouncer(database.url) as bouncer_url:
+        through_bouncer = dataclasses.replace(database, url=bouncer_url)
+        specs = [
+            (apps_under_test.taskyard(database.url, "1 worker"), database),
+            (apps_under_test.taskyard(database.url, "2 workers", workers=2), database),
+            (
+                apps_under_test.taskyard(
+                    bouncer_url,
+                    "4 workers + PgBouncer",
+                    workers=4,
+                    extra_env={"TASKYARD_DATABASE__PGBOUNCER": "true"},
+                ),
+                through_bouncer,
+            ),
+        ]
+        with started(run, specs) as running:
+            for name, app, prepared in running:
+                preflight(run, f"taskyard {name}", app, prepared)
+            targets = [(name, prepared.target(app)) for name, app, prepared in running]
+            interleave("scaling", targets, CALLS, settings, run.results, run.progress)
+
+
+def memory_section(run: Run, database: PreparedDatabase) -> None:
+    """RSS of a fresh taskyard process after the first and the second checkpoint of calls."""
+    first, second = run.memory_checkpoints
+    spec = apps_under_test.taskyard(database.url, "taskyard-memory")
+    with serve(spec, run.logdir, headers=database.headers) as app:
+        target = database.target(app)
+        readings: list[dict[str, Any]] = [{"after_requests": 0, "rss_kib": app.resident_kib()}]
+        done = 0
+        failures = 0
+        for checkpoint in (first, second):
+            measurement = run_wrk(
+                target,
+                "mixed",
+                connections=32,
+                duration_s=3600,  # an upper bound: the script stops after `stop_after`
+                stop_after=checkpoint - done,
+            )
+            done += measurement.requests
+            failures += measurement.failures
+            time.sleep(1.0)  # let the last responses and pool returns settle
+            rss = app.resident_kib()
+            readings.append({"after_requests": done, "rss_kib": rss})
+            run.progress(f"[memory] after {done} mixed requests: RSS {rss / 1024:.1f} MiB")
+    at_first, at_second = readings[1]["rss_kib"], readings[2]["rss_kib"]
+    run.memory = {
+        "readings": readings,
+        "growth_percent": round(100 * (at_second - at_first) / at_first, 2),
+        "failures": failures,
+        "connections": 32,
+    }
