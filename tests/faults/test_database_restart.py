@@ -8,7 +8,9 @@ without restarting the app; every create it answered 2xx is stored.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -21,6 +23,8 @@ from tests.support.postgres_cluster import PostgresCluster
 from tests.support.taskyard_api import create_project
 
 pytestmark = pytest.mark.faults
+
+Body = dict[str, Any]
 
 POOL_TIMEOUT = 2.0
 HANG_MARGIN = 1.0  # seconds beyond pool_timeout that count as "answered promptly"
@@ -42,8 +46,8 @@ async def test_creates_survive_a_database_restart(
             zero = time.monotonic()
             marks: dict[str, float] = {}
 
-            def make_request(index: int):  # type: ignore[no-untyped-def]
-                body = {"project_id": project_id, "title": f"restart-{index:04d}"}
+            def make_request(index: int) -> tuple[Callable[[], Awaitable[httpx.Response]], Body]:
+                body: Body = {"project_id": project_id, "title": f"restart-{index:04d}"}
                 return (lambda: client.post("/api/v1/tasks", json=body)), body
 
             def keep_going() -> bool:

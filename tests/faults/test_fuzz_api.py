@@ -116,7 +116,7 @@ def _not_applicable(case: Any, response: Any) -> list[Any]:
       for ``task_id``; the same family as schemathesis#4592 for ``format``). Refusing such a
       request is right, so "valid data accepted" is not judged on it.
     """
-    excluded = []
+    excluded: list[Any] = []
     query = case.query or {}
     if (
         response.status_code == 400

@@ -30,10 +30,14 @@ def app(served_module: ServedApp) -> ServedApp:
     return served_module
 
 
-def _secret_bits(api_key: str) -> int:
+def _secret(api_key: str) -> str:
     match = KEY_FORMAT.fullmatch(api_key)
     assert match, f"unexpected key format: {api_key[:6]}..."
-    secret = match["secret"]
+    return match["secret"]
+
+
+def _secret_bits(api_key: str) -> int:
+    secret = _secret(api_key)
     decoded = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
     return len(decoded) * 8
 
@@ -51,7 +55,7 @@ async def test_api_keys_are_long_random_and_distinct(app: ServedApp) -> None:
     assert len(set(keys)) == len(keys)
     for key in keys:
         assert _secret_bits(key) >= MIN_SECRET_BITS
-    secrets = [KEY_FORMAT.fullmatch(key)["secret"] for key in keys]  # type: ignore[index]
+    secrets = [_secret(key) for key in keys]
     assert len({secret[:8] for secret in secrets}) == len(secrets), "secrets share a prefix"
     # A fresh key works at once.
     async with httpx.AsyncClient(base_url=app.base_url, timeout=10) as client:
@@ -75,7 +79,7 @@ async def test_keys_are_stored_only_as_hashes(app: ServedApp) -> None:
     everything = "\n".join(dump)
     assert "api_keys" in {row["table_name"] for row in tables}
     for user in app.users:
-        secret = KEY_FORMAT.fullmatch(user.api_key)["secret"]  # type: ignore[index]
+        secret = _secret(user.api_key)
         assert user.api_key not in everything
         assert secret not in everything
 
@@ -147,7 +151,7 @@ async def test_no_answer_or_log_line_leaks_another_users_data_or_a_key(app: Serv
             assert key not in str(response.headers)
     log = app.log()
     for key in (owner.api_key, stranger.api_key, forged):
-        secret = KEY_FORMAT.fullmatch(key)["secret"]  # type: ignore[index]
+        secret = _secret(key)
         assert secret not in log, "an API key reached the server log"
 
 
