@@ -219,7 +219,7 @@ def serve_taskyard(
     )
     try:
         _wait_ready(app, READY_TIMEOUT)
-        if users:
+        if users is not None:  # [] serves without creating anyone
             app.users.extend(users)
         else:
             app.create_user("owner")
