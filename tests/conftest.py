@@ -80,3 +80,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture
+def application_name(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL ``application_name`` unique to this test, to find its backends."""
+    test = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    return f"sw_{test}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def pg_admin(postgres_server: str) -> AsyncIterator[asyncpg.Connection]:
+    """A separate connection to the server, for watching and terminating the test's backends."""
+    connection = await asyncpg.connect(_asyncpg_dsn(postgres_server))
+    try:
+        yield connection
+    finally:
+        await connection.close()

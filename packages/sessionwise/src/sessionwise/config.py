@@ -26,6 +26,11 @@ class DatabaseConfig(BaseModel):
         statement_timeout: PostgreSQL ``statement_timeout`` in seconds (None: server default).
         idle_in_transaction_timeout: PostgreSQL ``idle_in_transaction_session_timeout`` in
             seconds, a backstop against leaked transactions (None: server default).
+        client_connection_check_interval: PostgreSQL (14+) ``client_connection_check_interval``
+            in seconds: how soon the server aborts a running query whose client went away. A
+            session cancelled mid-query closes its connection; without this check the query
+            runs on to its end and its backend stays busy (None: server default, off).
+            Behind PgBouncer it is not sent; set it on the server or role instead.
         application_name: Shown in ``pg_stat_activity``.
         pgbouncer: Set when connecting through PgBouncer in transaction mode: disables both
             prepared-statement caches (asyncpg's and SQLAlchemy's) and gives statements
@@ -44,6 +49,7 @@ class DatabaseConfig(BaseModel):
     pool_pre_ping: bool = True
     statement_timeout: float | None = Field(default=None, gt=0)
     idle_in_transaction_timeout: float | None = Field(default=None, gt=0)
+    client_connection_check_interval: float | None = Field(default=1.0, gt=0)
     application_name: str = "sessionwise"
     pgbouncer: bool = False
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)

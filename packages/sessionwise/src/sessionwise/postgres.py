@@ -63,8 +63,32 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
     return options
 
 
+def _abort_queries_of_vanished_clients(engine: AsyncEngine, interval: float) -> None:
+    # A session cancelled mid-query (a request timing out, an anyio cancel scope) closes its
+    # connection: SQLAlchemy invalidates it on CancelledError. asyncpg's graceful close would
+    # send a CancelRequest, but anyio re-delivers the cancellation to SQLAlchemy's shielded
+    # close, which then falls back to terminate() and drops the pending CancelRequest. The
+    # server only notices a closed socket between queries, so the query runs to its end.
+    # client_connection_check_interval makes the backend poll the socket while it runs
+    # (PostgreSQL docs, "Connection Settings"). SET after connecting rather than a startup
+    # parameter: PostgreSQL < 14 refuses unknown startup parameters with a FATAL error.
+    statement = f"SET client_connection_check_interval = {_milliseconds(interval)}"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection.driver_connection.get_server_version().major >= 14:
+            dbapi_connection.run_async(lambda driver: driver.execute(statement))
+
+
 def install_postgres_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
-    """Behind PgBouncer, apply the timeouts with SET LOCAL at the start of each transaction."""
+    """Register the connect and begin hooks on *engine*.
+
+    Without PgBouncer, each new connection gets ``client_connection_check_interval``. Behind
+    PgBouncer, a session-level SET would leak to other clients of the server connection, so
+    only the timeouts are applied, with SET LOCAL at the start of each transaction.
+    """
+    if config.client_connection_check_interval is not None and not config.pgbouncer:
+        _abort_queries_of_vanished_clients(engine, config.client_connection_check_interval)
     settings = _timeout_settings(config)
     if not (config.pgbouncer and settings):
         return

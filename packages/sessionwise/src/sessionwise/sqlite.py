@@ -14,8 +14,11 @@ sessions (`Database.read_session()`) begin DEFERRED so that readers never take t
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import sqlite3
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
@@ -24,10 +27,68 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 from sessionwise.config import DatabaseConfig
 
+if TYPE_CHECKING:
+    import aiosqlite
+
 __all__ = ["READ_ONLY_OPTION", "install_sqlite_profile", "is_memory_url", "sqlite_engine_options"]
 
 # Execution option set on the engine that read sessions use; the BEGIN hook reads it.
 READ_ONLY_OPTION = "sessionwise_read_only"
+
+
+class _RollbackOnCloseConnection(sqlite3.Connection):
+    """A ``sqlite3`` connection that rolls back its open transaction before closing.
+
+    A session cancelled mid-query leaves the query's statement unfinalized in aiosqlite's
+    cursor while SQLAlchemy closes the connection. ``sqlite3_close_v2()`` then only turns the
+    connection into a zombie that keeps its transaction, and with it the write lock, until the
+    statement is garbage collected; every other writer meanwhile fails with "database is
+    locked" (SQLite docs, ``sqlite3_close_v2``). ROLLBACK works with statements pending.
+    """
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()
+        except sqlite3.Error:
+            pass  # already closed (aiosqlite may close twice), or closing regardless
+        super().close()
+
+
+@functools.cache
+def _aiosqlite_connection_class() -> type[aiosqlite.Connection]:
+    import aiosqlite  # imported late: the sqlite extra is optional
+
+    class SingleStopConnection(aiosqlite.Connection):
+        """An aiosqlite connection whose ``stop()`` queues one shutdown, however often called.
+
+        SQLAlchemy hard-closes a connection whose query was cancelled: it starts a graceful
+        ``close()`` in a shielded task and, when the cancellation interrupts the wait, calls
+        ``stop()``. The shielded ``close()`` then calls ``stop()`` again, queued behind the
+        first; the worker thread ends at the first, so that future never resolves and the
+        task waits forever: one leaked task per cancelled query, and ``asyncio.run()`` hangs
+        on them at exit. Handing every caller the first stop's future ends them all.
+        """
+
+        _stopping: asyncio.Future[Any] | None = None
+
+        def stop(self) -> asyncio.Future[Any] | None:
+            if self._stopping is None:
+                self._stopping = super().stop()
+            return self._stopping
+
+    return SingleStopConnection
+
+
+def _connect_aiosqlite(database: str, **kwargs: Any) -> aiosqlite.Connection:
+    """``aiosqlite.connect()`` with `SingleStopConnection` (SQLAlchemy's ``async_creator_fn``)."""
+    connection = _aiosqlite_connection_class()(
+        functools.partial(sqlite3.connect, database, **kwargs), iter_chunk_size=64
+    )
+    # A daemon worker thread, as SQLAlchemy makes it for the connections it creates itself:
+    # a connection never closed must not keep the interpreter from exiting.
+    connection._thread.daemon = True
+    return connection
 
 
 def is_memory_url(url: URL) -> bool:
@@ -41,7 +102,11 @@ def sqlite_engine_options(url: URL, config: DatabaseConfig) -> tuple[URL, dict[s
         "poolclass": AsyncAdaptedQueuePool,
         "pool_timeout": config.pool_timeout,
         "pool_pre_ping": False,  # a local file cannot drop a connection
-        "connect_args": {"timeout": config.sqlite_busy_timeout},
+        "connect_args": {
+            "timeout": config.sqlite_busy_timeout,
+            "factory": _RollbackOnCloseConnection,
+            "async_creator_fn": _connect_aiosqlite,
+        },
     }
     if config.pool_recycle is not None:
         options["pool_recycle"] = config.pool_recycle
