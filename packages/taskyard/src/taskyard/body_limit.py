@@ -64,5 +64,8 @@ class BodyLimitMiddleware:
             if kind is ProblemKind.PAYLOAD_TOO_LARGE
             else "Content-Length: not a number"
         )
-        response = problem_response(kind, detail, headers={"Connection": "close"})
+        # No "Connection: close": closing with the body unread makes the kernel reset the
+        # connection, and the client often loses the 413 itself. The server discards the
+        # rest of the body and keeps the connection (tests/faults/test_hostile_input.py).
+        response = problem_response(kind, detail)
         await response(scope, receive, send)
