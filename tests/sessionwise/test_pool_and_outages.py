@@ -88,6 +88,7 @@ async def test_exhausted_pool_answers_503_with_retry_after_within_bound(database
         assert response.json() == {"detail": "database busy: no connection became free in time"}
         assert response.headers["Retry-After"] == "1"
         assert elapsed < ANSWER_BOUND, f"503 after {elapsed:.2f}s, bound {ANSWER_BOUND}s"
+        print(f"503 with the pool exhausted after {elapsed:.3f}s (bound {ANSWER_BOUND}s)")
         assert db.pool_status().checked_out == 0
         # The connection is free again: the same request now succeeds.
         assert (await client.get("/one")).json() == {"one": 1}

@@ -44,7 +44,7 @@ filterwarnings = error
 TABLES = ("plugin_note", "plugin_control")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def persistent_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database for the whole inner run; the outer test cleans it up."""
     if request.param == "sqlite":

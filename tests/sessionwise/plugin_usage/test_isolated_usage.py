@@ -36,7 +36,11 @@ class PluginNote(SQLModel, table=True):
     body: str = Field(max_length=100, unique=True)
 
 
-@pytest.fixture(params=["given"] if GIVEN_URL else ["sqlite", "postgres"])
+@pytest.fixture(
+    params=["given"]
+    if GIVEN_URL
+    else ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def plugin_database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "given":
         assert GIVEN_URL is not None
