@@ -319,7 +319,8 @@ def _sleep_app(
 ) -> FastAPI:
     """``GET /sleep`` sleeps in the database; ``POST /items`` inserts, then commits slowly.
 
-    ``POST /items`` reports to the last of *arrivals* once its endpoint returned.
+    Both report to the last of *arrivals*: ``/sleep`` as its query starts, ``/items`` once
+    its endpoint returned.
     """
     app = FastAPI(lifespan=db.lifespan)
 
@@ -327,6 +328,8 @@ def _sleep_app(
     async def sleep(session: SessionDep) -> dict[str, bool]:
         await session.connection()
         outcome["querying"] += 1
+        if arrivals:
+            arrivals[-1].arrive()
         await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
         outcome["finished"] += 1
         return {"slept": True}
@@ -370,9 +373,30 @@ async def test_requests_cancelled_by_client_timeout_leak_nothing(
                 await _in_waves(lambda: one(client))
                 assert timed_out == TOTAL
             assert outcome["finished"] == 0
-            # Most requests were inside pg_sleep when the client gave up; the rest were
-            # still opening their connection, which is a cancellation point too.
-            assert outcome["querying"] > TOTAL // 2, outcome
+            # Some requests were inside pg_sleep when the client gave up, others still opening
+            # their connection (a cancellation point too; the next test times it exactly).
+            assert outcome["querying"] > 0, outcome
+            await _assert_postgres_released(pg_db, pg_admin)
+
+
+@pytest.mark.postgres
+async def test_request_tasks_cancelled_mid_query_leak_nothing(
+    pg_db: Database, pg_admin: asyncpg.Connection, outcome: Counter[str]
+) -> None:
+    arrivals: list[Arrivals] = []
+    app = _sleep_app(pg_db, LONG_QUERY, outcome, arrivals)
+
+    async with pg_db.lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def get_sleep(wave: Arrivals) -> None:
+                arrivals.append(wave)
+                await client.get("/sleep")  # cancelled once every request of the wave queries
+                outcome["answered"] += 1
+
+            await _cancel_in_waves(get_sleep)
+            assert outcome == {"querying": TOTAL}
             await _assert_postgres_released(pg_db, pg_admin)
 
 
