@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sessionwise import Database
 from sessionwise.fastapi import SessionDep
 from tests.support.pg_activity import settled_states
+from tests.support.waiting import wait_until
 
 TOTAL = 300  # cancelled sessions or requests per test
 WAVE = 10  # at once: the pool's 5 + 5 overflow connections, all of them in use
@@ -199,8 +200,19 @@ def _write_from_fresh_connection(path: str) -> int:
         connection.close()
 
 
+def _pending_connection_closes() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and "close" in task.get_coro().__qualname__
+    ]
+
+
 async def _assert_sqlite_released(db: Database) -> None:
     assert db.pool_status().checked_out == 0
+    # Each cancelled query's connection is closed by a background task; all of them finish
+    # (with aiosqlite's second stop() queued after the first, they used to wait forever).
+    await wait_until(lambda: not _pending_connection_closes())
     async with db.session() as session:
         await session.execute(text("INSERT INTO cancel_item (note) VALUES ('through db')"))
     path = make_url(db.config.url).database
