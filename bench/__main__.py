@@ -23,7 +23,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def parse(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (5)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (3)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
         "--connections", type=_ints, default=(8, 32, 128), help="comma-separated (8,32,128)"

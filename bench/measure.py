@@ -45,8 +45,16 @@ class Sample:
     round: int
     measurement: Measurement
     load_average: float
+    server_cpu_s: float | None = None
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.measurement.requests:
+            return None
+        return 1000 * self.server_cpu_s / self.measurement.requests
 
     def as_dict(self) -> dict[str, object]:
+        cpu = self.cpu_ms_per_request
         return {
             "section": self.section,
             "app": self.app,
@@ -54,6 +62,7 @@ class Sample:
             "connections": self.connections,
             "round": self.round,
             "load_average_1m": round(self.load_average, 2),
+            "server_cpu_ms_per_request": None if cpu is None else round(cpu, 3),
             **self.measurement.as_dict(),
         }
 
@@ -73,6 +82,7 @@ class Summary:
     socket_errors: int
     rounds: int
     per_round_rps: tuple[float, ...]
+    cpu_ms_per_request: float | None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -87,6 +97,9 @@ class Summary:
             "socket_errors": self.socket_errors,
             "rounds": self.rounds,
             "per_round_rps": [round(rps, 1) for rps in self.per_round_rps],
+            "cpu_ms_per_request": (
+                None if self.cpu_ms_per_request is None else round(self.cpu_ms_per_request, 3)
+            ),
         }
 
 
@@ -116,6 +129,7 @@ class Results:
 def _summarize(key: tuple[str, str, str, int], samples: list[Sample]) -> Summary:
     section, app, call, connections = key
     measurements = [sample.measurement for sample in sorted(samples, key=lambda s: s.round)]
+    cpu = [s.cpu_ms_per_request for s in samples if s.cpu_ms_per_request is not None]
     return Summary(
         section=section,
         app=app,
@@ -128,10 +142,12 @@ def _summarize(key: tuple[str, str, str, int], samples: list[Sample]) -> Summary
         socket_errors=sum(m.socket_errors for m in measurements),
         rounds=len(measurements),
         per_round_rps=tuple(m.requests_per_second for m in measurements),
+        cpu_ms_per_request=statistics.median(cpu) if cpu else None,
     )
 
 
 Progress = Callable[[str], None]
+CpuProbe = Callable[[], float]
 
 
 def interleave(
@@ -142,12 +158,15 @@ def interleave(
     results: Results,
     progress: Progress,
     before_run: Callable[[str, str], None] | None = None,
+    cpu_probes: dict[str, CpuProbe] | None = None,
 ) -> None:
     """Warm every app up on every call, then run the interleaved rounds into *results*.
 
     *before_run(app, call)*, when given, runs before each measured run (claims reset their
-    stock of pending tasks there).
+    stock of pending tasks there). *cpu_probes* give each app's server CPU seconds so far;
+    the difference over a run, per request, does not depend on what else the machine runs.
     """
+    cpu_probes = cpu_probes or {}
     if settings.warmup_s > 0:
         for name, target in targets:
             for call in calls:
@@ -163,6 +182,8 @@ def interleave(
                     if before_run is not None:
                         before_run(name, call)
                     started = time.monotonic()
+                    probe = cpu_probes.get(name)
+                    cpu_before = probe() if probe else 0.0
                     measurement = run_wrk(
                         target,
                         call,
@@ -170,6 +191,7 @@ def interleave(
                         duration_s=settings.duration_s,
                         threads=settings.wrk_threads,
                     )
+                    cpu_used = probe() - cpu_before if probe else None
                     sample = Sample(
                         section=section,
                         app=name,
@@ -178,6 +200,7 @@ def interleave(
                         round=round_number + 1,
                         measurement=measurement,
                         load_average=os.getloadavg()[0],
+                        server_cpu_s=cpu_used,
                     )
                     results.samples.append(sample)
                     progress(
@@ -186,6 +209,11 @@ def interleave(
                         f"{measurement.requests_per_second:8.1f} req/s "
                         f"p50 {measurement.p50_ms:7.2f} ms p99 {measurement.p99_ms:8.2f} ms "
                         f"non-2xx {measurement.failures}"
+                        + (
+                            f" cpu {sample.cpu_ms_per_request:.2f} ms/req"
+                            if sample.cpu_ms_per_request is not None
+                            else ""
+                        )
                         + (
                             f" (first bad status {measurement.first_bad_status})"
                             if measurement.first_bad_status

@@ -34,9 +34,9 @@ def write_plot(payload: dict[str, Any], path: Path) -> None:
         connections = sorted({row["connections"] for row in rows})
         axis.set_xticks(connections, [str(c) for c in connections])
         axis.set_xlabel("connections")
-        axis.set_ylim(bottom=0)
+        axis.set_yscale("log")  # raw is an order of magnitude above the others
         axis.grid(True, alpha=0.3)
-    axes[0].set_ylabel("requests / s (median)")
+    axes[0].set_ylabel("requests / s (median, log scale)")
     axes[-1].legend(loc="best")
     figure.suptitle("PostgreSQL, one uvicorn worker per app")
     figure.tight_layout()

@@ -64,6 +64,8 @@ def targets_section(payload: dict[str, Any]) -> str:
                 _number(verdict["p99_vs_raw_at_128"]),
                 _mark(verdict["p99_met"]),
                 verdict["taskyard_non_2xx"],
+                _number(verdict.get("vs_raw_by_cpu")),
+                _number(verdict.get("vs_tutorial_by_cpu")),
             ]
         )
     header = [
@@ -77,15 +79,21 @@ def targets_section(payload: dict[str, Any]) -> str:
         f"p99 taskyard / raw (c={P99_CONNECTIONS})",
         f"<= {P99_FACTOR:.0f}x",
         "taskyard non-2xx",
+        "by CPU/req: / raw",
+        "/ tutorial",
     ]
-    return _table(header, rows)
+    return _table(header, rows) + (
+        "\n\nThe last two columns are the same ratios computed from each server's CPU time per "
+        "request (raw's CPU per request over taskyard's): the throughput ratio the apps would "
+        "show with a core each, independent of the other load on the machine."
+    )
 
 
 def calls_section(payload: dict[str, Any], section: str, reference_apps: Sequence[str]) -> str:
     """Per call and connection count: every app's medians, with ratios to the references."""
     summaries = _summaries(payload, section)
     apps = [app for app in SECTION_APPS[section] if any(key[0] == app for key in summaries)]
-    header = ["call", "conns", "app", "req/s", "p50 ms", "p99 ms", "non-2xx"]
+    header = ["call", "conns", "app", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req"]
     header += [f"/ {reference}" for reference in reference_apps]
     rows = []
     for call in CALLS:
@@ -112,6 +120,7 @@ def calls_section(payload: dict[str, Any], section: str, reference_apps: Sequenc
                         _number(row["p50_ms"], 1),
                         _number(row["p99_ms"], 1),
                         row["non_2xx"] + row["socket_errors"],
+                        _number(row.get("cpu_ms_per_request")),
                         *ratios,
                     ]
                 )
@@ -137,9 +146,19 @@ def claims_section(payload: dict[str, Any]) -> str:
                 _number(row["p99_ms"], 1),
                 row["non_2xx"] + row["socket_errors"],
                 empty,
+                _number(row.get("cpu_ms_per_request")),
             ]
         )
-    header = ["app", "claimers", "claims/s", "p50 ms", "p99 ms", "non-2xx", "204 (queue empty)"]
+    header = [
+        "app",
+        "claimers",
+        "claims/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "204 (queue empty)",
+        "CPU ms/claim",
+    ]
     return _table(header, rows)
 
 

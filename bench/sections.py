@@ -24,7 +24,7 @@ import httpx
 
 from bench import apps_under_test, databases
 from bench.databases import Seeded
-from bench.measure import CALLS, Progress, Results, Settings, interleave
+from bench.measure import CALLS, CpuProbe, Progress, Results, Settings, interleave
 from bench.pgbouncer import pgbouncer
 from bench.servers import AppSpec, RunningApp, serve
 from bench.wrk import Target, run_wrk
@@ -184,6 +184,10 @@ def started(
         yield running
 
 
+def cpu_probes(running: Sequence[tuple[str, RunningApp, PreparedDatabase]]) -> dict[str, CpuProbe]:
+    return {name: app.cpu_seconds for name, app, _ in running}
+
+
 def postgres_section(
     run: Run, raw: PreparedDatabase, tutorial: PreparedDatabase, taskyard: PreparedDatabase
 ) -> None:
@@ -196,7 +200,15 @@ def postgres_section(
         for name, app, database in running:
             preflight(run, name, app, database)
         targets = [(name, database.target(app)) for name, app, database in running]
-        interleave("postgres", targets, CALLS, run.settings, run.results, run.progress)
+        interleave(
+            "postgres",
+            targets,
+            CALLS,
+            run.settings,
+            run.results,
+            run.progress,
+            cpu_probes=cpu_probes(running),
+        )
 
 
 def sqlite_section(run: Run) -> tuple[PreparedDatabase, PreparedDatabase]:
@@ -215,7 +227,15 @@ def sqlite_section(run: Run) -> tuple[PreparedDatabase, PreparedDatabase]:
         for name, app, database in running:
             preflight(run, f"{name}-sqlite", app, database)
         targets = [(name, database.target(app)) for name, app, database in running]
-        interleave("sqlite", targets, CALLS, settings, run.results, run.progress)
+        interleave(
+            "sqlite",
+            targets,
+            CALLS,
+            settings,
+            run.results,
+            run.progress,
+            cpu_probes=cpu_probes(running),
+        )
     return taskyard_db, tutorial_db
 
 
@@ -235,7 +255,16 @@ def claims_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedD
     settings = dataclasses.replace(run.settings, connections=(CLAIMERS,))
     with started(run, specs) as running:
         targets = [(name, database.claim_target(app)) for name, app, database in running]
-        interleave("claims", targets, ["claim"], settings, run.results, run.progress, reset)
+        interleave(
+            "claims",
+            targets,
+            ["claim"],
+            settings,
+            run.results,
+            run.progress,
+            reset,
+            cpu_probes=cpu_probes(running),
+        )
 
 
 def scaling_section(run: Run, database: PreparedDatabase) -> None:
@@ -261,7 +290,15 @@ def scaling_section(run: Run, database: PreparedDatabase) -> None:
             for name, app, prepared in running:
                 preflight(run, f"taskyard {name}", app, prepared)
             targets = [(name, prepared.target(app)) for name, app, prepared in running]
-            interleave("scaling", targets, CALLS, settings, run.results, run.progress)
+            interleave(
+                "scaling",
+                targets,
+                CALLS,
+                settings,
+                run.results,
+                run.progress,
+                cpu_probes=cpu_probes(running),
+            )
 
 
 def memory_section(run: Run, database: PreparedDatabase) -> None:

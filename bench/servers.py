@@ -68,12 +68,23 @@ class RunningApp:
         """Resident set size (VmRSS) of the serving process(es), summed, in KiB."""
         return sum(resident_kib(pid) for pid in self.serving_pids())
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far, workers included."""
+        return sum(cpu_seconds(pid) for pid in {self.process.pid, *self.serving_pids()})
+
 
 def resident_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (``/proc/<pid>/stat`` fields 14 and 15), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:

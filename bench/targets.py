@@ -31,6 +31,10 @@ class CallVerdict:
     vs_tutorial_target: float
     p99_vs_raw_at_128: float | None
     taskyard_non_2xx: int
+    # The same ratios from server CPU per request (raw's over taskyard's): what the throughput
+    # ratio would be if each server had a core to itself, whatever else the machine runs.
+    vs_raw_by_cpu: float | None = None
+    vs_tutorial_by_cpu: float | None = None
 
     @property
     def vs_raw_met(self) -> bool | None:
@@ -67,6 +71,10 @@ def evaluate(results: Results) -> list[CallVerdict]:
             summary = results.summary("postgres", app, call, RATIO_CONNECTIONS)
             return None if summary is None else summary.requests_per_second
 
+        def cpu(app: str, call: str = call) -> float | None:
+            summary = results.summary("postgres", app, call, RATIO_CONNECTIONS)
+            return None if summary is None else summary.cpu_ms_per_request
+
         def p99(app: str, call: str = call) -> float | None:
             summary = results.summary("postgres", app, call, P99_CONNECTIONS)
             return None if summary is None else summary.p99_ms
@@ -86,6 +94,8 @@ def evaluate(results: Results) -> list[CallVerdict]:
                 vs_tutorial_target=tutorial_target,
                 p99_vs_raw_at_128=_ratio(p99("taskyard"), p99("raw")),
                 taskyard_non_2xx=taskyard_failures,
+                vs_raw_by_cpu=_ratio(cpu("raw"), cpu("taskyard")),
+                vs_tutorial_by_cpu=_ratio(cpu("tutorial"), cpu("taskyard")),
             )
         )
     return verdicts
