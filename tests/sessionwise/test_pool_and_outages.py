@@ -76,7 +76,9 @@ class Served:
 async def test_exhausted_pool_answers_503_with_retry_after_within_bound(database_url: str) -> None:
     db = Database(database_url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT)
     async with Served(db) as client:
-        async with db.session() as holder:
+        # A read session holds it: on SQLite, write sessions take turns before they ever ask
+        # the pool, so only readers can exhaust it there.
+        async with db.read_session() as holder:
             await holder.connection()  # the pool's only connection, held by another session
             assert db.pool_status().checked_out == 1
 
@@ -101,14 +103,15 @@ async def test_pool_status_counts_checked_out_and_waiting_sessions(database_url:
         release = anyio.Event()
         finished = 0
 
+        # Read sessions: SQLite write sessions would queue for the writer, not for the pool.
         async def hold() -> None:
-            async with db.session() as session:
+            async with db.read_session() as session:
                 await session.connection()
                 await release.wait()
 
         async def wait_for_connection() -> None:
             nonlocal finished
-            async with db.session() as session:
+            async with db.read_session() as session:
                 assert await session.scalar(text("SELECT 1")) == 1
             finished += 1
 

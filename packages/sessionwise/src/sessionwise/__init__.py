@@ -13,6 +13,7 @@ from sessionwise.exceptions import (
     LazyLoadError,
     ReadOnlySessionError,
     SessionwiseError,
+    WriteQueueTimeoutError,
 )
 from sessionwise.pool_status import PoolStatus
 from sessionwise.session_class import Session
@@ -29,5 +30,6 @@ __all__ = [
     "ReadOnlySessionError",
     "Session",
     "SessionwiseError",
+    "WriteQueueTimeoutError",
     "classify",
 ]

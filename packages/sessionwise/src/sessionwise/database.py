@@ -24,12 +24,18 @@ from sqlalchemy.ext.asyncio import (
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import is_retryable
 from sessionwise.exceptions import DatabaseStateError
-from sessionwise.guards import READ_ONLY_KEY, guarded_session_class, shut_out_other_tasks
+from sessionwise.guards import (
+    READ_ONLY_KEY,
+    WRITE_TURN_KEY,
+    guarded_session_class,
+    shut_out_other_tasks,
+)
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.postgres import install_postgres_profile, postgres_engine_options
 from sessionwise.session_class import Session
 from sessionwise.sqlite import (
     READ_ONLY_OPTION,
+    WriterQueue,
     install_sqlite_profile,
     is_memory_url,
     sqlite_engine_options,
@@ -86,6 +92,7 @@ class Database:
         self._sessions: async_sessionmaker[Session] | None = None
         self._read_sessions: async_sessionmaker[Session] | None = None
         self._memory_keeper: sqlite3.Connection | None = None
+        self._writer_queue: WriterQueue | None = None
 
     def __repr__(self) -> str:
         url = make_url(self.config.url).render_as_string(hide_password=True)
@@ -106,6 +113,9 @@ class Database:
         if url.get_backend_name() == "sqlite":
             url, sqlite_options = sqlite_engine_options(url, self.config)
             options.update(sqlite_options)
+            if not is_memory_url(url):
+                # An in-memory database takes turns on its one pooled connection instead.
+                self._writer_queue = WriterQueue(self.config.sqlite_busy_timeout)
             if is_memory_url(url):
                 # Holds the shared in-memory database open while the pool's connection comes
                 # and goes (SQLAlchemy docs, "Using a Memory Database with Multiple Coroutines").
@@ -227,6 +237,11 @@ class Database:
         self, factory: async_sessionmaker[Session], *, commit: bool
     ) -> AsyncIterator[Session]:
         session = factory()
+        turn = None
+        if commit and self._writer_queue is not None and factory.kw.get("bind") is self._engine:
+            # SQLite: take a place in the writer queue before the first statement. Not when the
+            # factory is bound to one connection (the test plugin): that is a single writer.
+            turn = session.info[WRITE_TURN_KEY] = self._writer_queue.turn()
         try:
             yield session
             if commit:
@@ -237,7 +252,11 @@ class Database:
             # close() rolls back whatever was not committed.
             with anyio.CancelScope(shield=True):
                 await shut_out_other_tasks(session)
-                await session.close()
+                try:
+                    await session.close()
+                finally:
+                    if turn is not None:
+                        turn.give_back()
 
     async def run_transaction(
         self,

@@ -10,6 +10,8 @@ import enum
 
 from sqlalchemy import exc
 
+from sessionwise.exceptions import WriteQueueTimeoutError
+
 __all__ = ["Failure", "classify", "sqlstate"]
 
 # PostgreSQL error codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -48,6 +50,8 @@ def classify(error: BaseException) -> Failure:
     """Map an exception raised by SQLAlchemy or the driver to a `Failure`."""
     if isinstance(error, exc.TimeoutError):
         return Failure.POOL_EXHAUSTED
+    if isinstance(error, WriteQueueTimeoutError):
+        return Failure.LOCKED
     if isinstance(error, (ConnectionError, OSError)):
         return Failure.UNAVAILABLE
     if not isinstance(error, exc.DBAPIError):

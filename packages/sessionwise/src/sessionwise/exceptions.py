@@ -6,6 +6,7 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
     ├── DatabaseStateError            the Database was used before start() or after close()
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
     ├── ReadOnlySessionError          a read_session() tried to flush changes
+    ├── WriteQueueTimeoutError        SQLite: no write turn within sqlite_busy_timeout
     └── LazyLoadError                 an attribute load would need IO outside an awaited call
                                       (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
 
@@ -24,6 +25,7 @@ __all__ = [
     "LazyLoadError",
     "ReadOnlySessionError",
     "SessionwiseError",
+    "WriteQueueTimeoutError",
 ]
 
 
@@ -45,6 +47,13 @@ class ConcurrentSessionUseError(SessionwiseError, RuntimeError):
 
 class ReadOnlySessionError(SessionwiseError, RuntimeError):
     """A session opened with `Database.read_session()` tried to write."""
+
+
+class WriteQueueTimeoutError(SessionwiseError, TimeoutError):
+    """SQLite: this process's queue of write transactions did not reach us in time.
+
+    Classified like SQLite's own "database is locked": `Failure.LOCKED`, 503 in FastAPI.
+    """
 
 
 class LazyLoadError(SessionwiseError, MissingGreenlet):

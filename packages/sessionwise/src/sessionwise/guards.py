@@ -33,12 +33,14 @@ from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, Rea
 
 __all__ = [
     "READ_ONLY_KEY",
+    "WRITE_TURN_KEY",
     "guarded_session_class",
     "refused_lazy_load",
     "shut_out_other_tasks",
 ]
 
 READ_ONLY_KEY = "sessionwise.read_only"
+WRITE_TURN_KEY = "sessionwise.write_turn"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -106,6 +108,9 @@ def _guard(
         setattr(self, _OWNER, task)
         setattr(self, _IDLE, idle := asyncio.Event())
         try:
+            turn = self.info.get(WRITE_TURN_KEY)  # SQLite write sessions queue for the writer
+            if turn is not None and not turn.held:
+                await turn.take()
             return await method(self, *args, **kwargs)
         finally:
             setattr(self, _OWNER, None)

@@ -10,6 +10,13 @@ SQLAlchemy can only control BEGIN if the driver's own implicit transaction handl
 this is the documented recipe (SQLAlchemy docs, "Enabling Non-Legacy SQLite Transactional
 Modes with the sqlite3 or aiosqlite driver"), with IMMEDIATE instead of a plain BEGIN. Read
 sessions (`Database.read_session()`) begin DEFERRED so that readers never take the write lock.
+
+``busy_timeout`` alone is not fair, though: every waiting writer sleeps and polls on its own
+(1, 2, 5, ... up to 100 ms), so under many concurrent writers a late one can win again and
+again while an early one runs out of time and fails "database is locked". Within one process
+write sessions therefore queue first on an asyncio lock (FIFO), taken right before their
+first statement and given back when the session closes, so only the head of the queue polls the
+file lock. Other processes on the same file still meet ``busy_timeout``.
 """
 
 from __future__ import annotations
@@ -26,11 +33,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 from sessionwise.config import DatabaseConfig
+from sessionwise.exceptions import WriteQueueTimeoutError
 
 if TYPE_CHECKING:
     import aiosqlite
 
-__all__ = ["READ_ONLY_OPTION", "install_sqlite_profile", "is_memory_url", "sqlite_engine_options"]
+__all__ = [
+    "READ_ONLY_OPTION",
+    "WriteTurn",
+    "WriterQueue",
+    "install_sqlite_profile",
+    "is_memory_url",
+    "sqlite_engine_options",
+]
 
 # Execution option set on the engine that read sessions use; the BEGIN hook reads it.
 READ_ONLY_OPTION = "sessionwise_read_only"
@@ -160,3 +175,56 @@ def install_sqlite_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
             return
         if dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
+
+
+class WriterQueue:
+    """In-process FIFO of SQLite write sessions (see the module docstring).
+
+    A write session takes its turn right before its first statement (the guarded session
+    methods call `WriteTurn.take`) and gives it back after it closed, so the wait happens in
+    plain asyncio: a session cancelled while waiting has taken nothing and checked out no
+    connection.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = asyncio.Lock()
+        self._timeout = timeout
+        self._holder: asyncio.Task[Any] | None = None
+
+    def turn(self) -> WriteTurn:
+        return WriteTurn(self)
+
+
+class WriteTurn:
+    """One write session's place in a `WriterQueue`."""
+
+    def __init__(self, queue: WriterQueue) -> None:
+        self._queue = queue
+        self.held = False
+
+    async def take(self) -> None:
+        queue = self._queue
+        task = asyncio.current_task()
+        if queue._holder is not None and queue._holder is task:
+            raise WriteQueueTimeoutError(
+                "a second write session was opened on this SQLite database while the first "
+                "is still open in the same task: SQLite has one writer, so it would wait for "
+                "a turn that never comes. Finish the first session, or read with "
+                "db.read_session()."
+            )
+        try:
+            await asyncio.wait_for(queue._lock.acquire(), queue._timeout or None)
+        except TimeoutError:
+            raise WriteQueueTimeoutError(
+                f"no write turn on this SQLite database within {queue._timeout:g} s "
+                "(sqlite_busy_timeout): other write sessions held it all that time. Keep "
+                "write sessions short, and read with db.read_session()."
+            ) from None
+        queue._holder = task
+        self.held = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self._queue._holder = None
+            self._queue._lock.release()
