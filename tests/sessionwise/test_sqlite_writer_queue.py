@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
 from sqlalchemy import text
@@ -16,6 +19,25 @@ async def _run(session: Session, sql: str, **params: int) -> None:
     """A statement without rows (SQLModel's session deprecates execute())."""
     connection = await session.connection()
     await connection.execute(text(sql), params)
+
+
+@asynccontextmanager
+async def another_task_holding_the_turn(db: Database) -> AsyncIterator[None]:
+    """Inside the block, another task holds an open write session; it closes at the end."""
+    holding = anyio.Event()
+    release = anyio.Event()
+
+    async def hold() -> None:
+        async with db.session() as session:
+            await session.scalar(text("SELECT n FROM counter"))
+            holding.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(hold)
+        await holding.wait()
+        yield
+        release.set()
 
 
 async def _counter_db(url: str, busy_timeout: float) -> Database:
@@ -73,24 +95,12 @@ async def test_a_second_write_session_in_the_same_task_fails_at_once(sqlite_url:
 
 async def test_a_writer_that_waits_too_long_fails_as_locked(sqlite_url: str) -> None:
     db = await _counter_db(sqlite_url, busy_timeout=0.3)
-    holding = anyio.Event()
-    release = anyio.Event()
-
-    async def hold() -> None:
-        async with db.session() as session:
-            await session.scalar(text("SELECT n FROM counter"))
-            holding.set()
-            await release.wait()
-
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(hold)
-            await holding.wait()
+        async with another_task_holding_the_turn(db):
             with pytest.raises(WriteQueueTimeoutError) as raised:
                 async with db.session() as session:
                     await _run(session, "UPDATE counter SET n = 1")
             assert classify(raised.value) is Failure.LOCKED  # 503 through the FastAPI adapter
-            release.set()
         # Turns are given back: the next writer goes through.
         async with db.session() as session:
             await _run(session, "UPDATE counter SET n = 2")
@@ -102,24 +112,12 @@ async def test_a_writer_that_waits_too_long_fails_as_locked(sqlite_url: str) -> 
 
 async def test_a_writer_cancelled_while_queued_takes_nothing(sqlite_url: str) -> None:
     db = await _counter_db(sqlite_url, busy_timeout=30.0)
-    holding = anyio.Event()
-    release = anyio.Event()
-
-    async def hold() -> None:
-        async with db.session() as session:
-            await session.scalar(text("SELECT n FROM counter"))
-            holding.set()
-            await release.wait()
-
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(hold)
-            await holding.wait()
+        async with another_task_holding_the_turn(db):
             for _ in range(20):
                 with anyio.move_on_after(0.01):
                     async with db.session() as session:
                         await _run(session, "UPDATE counter SET n = n + 100")
-            release.set()
         async with db.session() as session:
             await _run(session, "UPDATE counter SET n = n + 1")
         async with db.read_session() as session:
