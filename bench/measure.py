@@ -83,6 +83,7 @@ class Summary:
     rounds: int
     per_round_rps: tuple[float, ...]
     cpu_ms_per_request: float | None
+    in_flight: float
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -97,6 +98,7 @@ class Summary:
             "socket_errors": self.socket_errors,
             "rounds": self.rounds,
             "per_round_rps": [round(rps, 1) for rps in self.per_round_rps],
+            "in_flight": round(self.in_flight, 1),
             "cpu_ms_per_request": (
                 None if self.cpu_ms_per_request is None else round(self.cpu_ms_per_request, 3)
             ),
@@ -143,6 +145,7 @@ def _summarize(key: tuple[str, str, str, int], samples: list[Sample]) -> Summary
         rounds=len(measurements),
         per_round_rps=tuple(m.requests_per_second for m in measurements),
         cpu_ms_per_request=statistics.median(cpu) if cpu else None,
+        in_flight=statistics.median(m.in_flight for m in measurements),
     )
 
 

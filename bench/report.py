@@ -10,6 +10,7 @@ from bench.measure import CALL_TITLES, CALLS
 from bench.targets import P99_CONNECTIONS, P99_FACTOR, RATIO_CONNECTIONS
 
 NOTES_DIR = Path(__file__).parent / "notes"
+STARVED_SHARE = 0.8
 SECTION_APPS = {
     "postgres": ("raw", "tutorial", "taskyard"),
     "sqlite": ("tutorial", "taskyard"),
@@ -117,14 +118,29 @@ def calls_section(payload: dict[str, Any], section: str, reference_apps: Sequenc
                         connections,
                         app,
                         f"{row['requests_per_second']:.0f}",
-                        _number(row["p50_ms"], 1),
-                        _number(row["p99_ms"], 1),
+                        _number(row["p50_ms"], 1) + _starved_mark(row),
+                        _number(row["p99_ms"], 1) + _starved_mark(row),
                         row["non_2xx"] + row["socket_errors"],
                         _number(row.get("cpu_ms_per_request")),
                         *ratios,
                     ]
                 )
-    return _table(header, rows)
+    table = _table(header, rows)
+    if any(_starved_mark(row) for row in summaries.values()):
+        table += (
+            "\n\n† Fewer requests were in flight than there were connections (Little's law: "
+            f"req/s x mean latency < {STARVED_SHARE:.0%} of the connections): some connections "
+            "got no answer during the whole run, and wrk's percentiles, which count completed "
+            "requests only, leave them out. These latencies look better than they were."
+        )
+    return table
+
+
+def _starved_mark(row: dict[str, Any]) -> str:
+    in_flight = row.get("in_flight")
+    if in_flight is None or in_flight >= STARVED_SHARE * row["connections"]:
+        return ""
+    return " †"
 
 
 def claims_section(payload: dict[str, Any]) -> str:

@@ -25,9 +25,9 @@ import httpx
 from bench import apps_under_test, databases
 from bench.databases import Seeded
 from bench.measure import CALLS, CpuProbe, Progress, Results, Settings, interleave
-from bench.pgbouncer import pgbouncer
 from bench.servers import AppSpec, RunningApp, serve
 from bench.wrk import Target, run_wrk
+from tests.support.pgbouncer import running_pgbouncer
 
 CLAIMERS = 16
 TASK_KEYS = frozenset(
@@ -271,7 +271,9 @@ def scaling_section(run: Run, database: PreparedDatabase) -> None:
     """One worker, ``--workers 2``, and 4 workers through PgBouncer (transaction mode)."""
     connections = (32,) if 32 in run.settings.connections else run.settings.connections[:1]
     settings = dataclasses.replace(run.settings, connections=connections)
-    with pgbouncer(database.url) as bouncer_url:
+    # 20 server connections shared by the 4 workers' pools (4 x (5 + 10) client connections).
+    with running_pgbouncer(database.url, pool_size=20) as bouncer:
+        bouncer_url = bouncer.url
         through_bouncer = dataclasses.replace(database, url=bouncer_url)
         specs = [
             (apps_under_test.taskyard(database.url, "1 worker"), database),

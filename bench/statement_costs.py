@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg  # type: ignore[import-untyped]
 import uvloop
-from sqlalchemy.dialects import postgresql
 from sqlmodel import col, select
 
 from bench import databases
@@ -71,7 +70,9 @@ async def measure(url: str, api_key: str, task_id: int) -> dict[str, float]:
     costs["its cache key"] = best_us(statement._generate_cache_key)
     async with Database(url) as db:
         async with db.read_session() as session:
-            user_id = (await UserService(session).authenticate(api_key)).id  # type: ignore[union-attr]
+            caller = await UserService(session).authenticate(api_key)
+            assert caller is not None, "the seeded API key does not authenticate"
+            user_id = caller.id
 
             async def visible() -> object:
                 session.expunge_all()  # every request starts with an empty identity map
@@ -80,9 +81,8 @@ async def measure(url: str, api_key: str, task_id: int) -> dict[str, float]:
             costs["TaskRepository.visible() (ORM, joinedload)"] = await best_us_async(visible)
 
             async def core_columns() -> object:
-                return (
-                    await session.execute(statement.with_only_columns(*Task.__table__.c))
-                ).first()  # type: ignore[attr-defined]
+                columns = statement.with_only_columns(*databases.TASKS.c)
+                return (await session.execute(columns)).first()
 
             costs["same statement, Core columns"] = await best_us_async(core_columns)
 
@@ -101,7 +101,7 @@ async def measure(url: str, api_key: str, task_id: int) -> dict[str, float]:
 
         costs["read_session() open + close, no query"] = await best_us_async(empty_read_session)
         costs["read_session() + one tiny query"] = await best_us_async(read_session_one_query)
-    sql = str(statement.compile(dialect=postgresql.asyncpg.dialect()))
+        sql = str(statement.compile(dialect=db.engine.dialect))
     connection = await asyncpg.connect(databases.asyncpg_dsn(url))
     try:
         costs["asyncpg fetchrow of the same SQL"] = await best_us_async(

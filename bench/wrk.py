@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -33,6 +34,7 @@ class Measurement:
     requests_per_second: float
     requests: int
     duration_s: float
+    mean_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -42,6 +44,17 @@ class Measurement:
     status_200: int
     status_204: int
     first_bad_status: int
+    connections: int = 0
+
+    @property
+    def in_flight(self) -> float:
+        """Requests in flight on average (Little's law: throughput x mean latency).
+
+        wrk's latency figures cover completed requests only. When this is well below the
+        number of connections, some connections waited for an answer the whole run, and
+        the percentiles leave them out.
+        """
+        return self.requests_per_second * self.mean_ms / 1000
 
     @property
     def failures(self) -> int:
@@ -49,7 +62,7 @@ class Measurement:
         return self.non_2xx + self.socket_errors
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {**asdict(self), "in_flight": round(self.in_flight, 1)}
 
 
 def wrk_binary() -> str:
@@ -102,7 +115,7 @@ def run_wrk(
                 f"wrk exited {completed.returncode}: {completed.stderr.strip()}\n{completed.stdout}"
             )
         stdout = completed.stdout
-    return parse_wrk_output(stdout)
+    return dataclasses.replace(parse_wrk_output(stdout), connections=connections)
 
 
 def _run_until_stopped(command: list[str]) -> str:
@@ -137,6 +150,7 @@ def parse_wrk_output(stdout: str) -> Measurement:
         requests_per_second=raw["requests"] / duration_s if duration_s > 0 else 0.0,
         requests=raw["requests"],
         duration_s=duration_s,
+        mean_ms=latency["mean"] / 1000,
         p50_ms=latency["p50"] / 1000,
         p90_ms=latency["p90"] / 1000,
         p99_ms=latency["p99"] / 1000,

@@ -182,7 +182,10 @@ async def get_current_user(
 ) -> int:
     key_id = key_id_of(credentials.credentials)
     if key_id is not None:
-        statement = select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at == None)  # noqa: E711
+        statement = select(ApiKey).where(
+            ApiKey.key_id == key_id,
+            ApiKey.revoked_at == None,  # noqa: E711 - the tutorial style; SQLAlchemy makes it IS NULL
+        )
         key = (await db.exec(statement)).first()
         digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
         if key is not None and hmac.compare_digest(key.key_hash, digest):
