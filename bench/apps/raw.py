@@ -34,7 +34,7 @@ from bench.apps.pagination import encode_cursor
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bench_raw"
 )
-# Same ceiling as taskyard's pool (sessionwise defaults: pool_size 5 + max_overflow 10).
+# Same ceiling as taskyard's pool (sessionwise defaults: pool_size 15, no overflow).
 POOL_MIN, POOL_MAX = 5, 15
 STATUSES = frozenset({"pending", "in_progress", "done", "failed", "cancelled"})
 MAX_ID = 2**31 - 1

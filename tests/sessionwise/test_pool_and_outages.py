@@ -51,6 +51,13 @@ async def _no_backends(admin: asyncpg.Connection, application_name: str) -> bool
     return not sum((await backend_states(admin, application_name)).values())
 
 
+async def _client_loop_reads_the_closes() -> None:
+    # Served by uvicorn, a request reaches the app through the event loop, which has read
+    # the closed pool sockets by then. Through ASGITransport the request may run without the
+    # loop polling its sockets in between; give it that turn.
+    await anyio.sleep(0.05)
+
+
 class Served:
     """A started app and an httpx client talking to it through ASGITransport."""
 
@@ -150,6 +157,7 @@ async def test_requests_succeed_after_every_backend_was_terminated(
 
         assert await terminate_backends(pg_admin, application_name) == 3
         await wait_until(lambda: _no_backends(pg_admin, application_name))
+        await _client_loop_reads_the_closes()
 
         # Every pooled connection is dead; pre-ping finds out and reconnects for each.
         responses: list[httpx.Response] = []
@@ -163,6 +171,69 @@ async def test_requests_succeed_after_every_backend_was_terminated(
         assert [r.status_code for r in responses] == [200, 200, 200]
         assert (await backend_states(pg_admin, application_name))["idle"] == 3
         assert db.pool_status().checked_out == 0
+
+
+@pytest.mark.postgres
+async def test_a_terminated_backend_is_replaced_without_waiting_for_the_idle_ping(
+    postgres_url: str, application_name: str, pg_admin: asyncpg.Connection
+) -> None:
+    # The cheap tier of the pre-ping: the connection was idle for far less than
+    # pool_pre_ping_idle, so no ping runs; the driver saw the server close it, and that is
+    # enough to replace it.
+    db = Database(
+        postgres_url,
+        application_name=application_name,
+        pool_size=1,
+        max_overflow=0,
+        pool_pre_ping_idle=3600,
+    )
+    async with Served(db) as client:
+        assert (await client.get("/one")).status_code == 200
+        assert await terminate_backends(pg_admin, application_name) == 1
+        await wait_until(lambda: _no_backends(pg_admin, application_name))
+        await _client_loop_reads_the_closes()
+
+        assert (await client.get("/one")).status_code == 200
+        assert (await backend_states(pg_admin, application_name))["idle"] == 1
+        assert db.pool_status().checked_out == 0
+
+
+async def _last_statement_after_checkout(
+    url: str, pg_admin: asyncpg.Connection, application_name: str, *, ping_idle: float
+) -> str:
+    """What the pooled connection's backend ran last, right after a checkout 0.3 s later."""
+    db = Database(
+        url,
+        application_name=application_name,
+        pool_size=1,
+        max_overflow=0,
+        pool_pre_ping_idle=ping_idle,
+    )
+    async with db:
+        async with db.session() as session:
+            await session.scalar(text("SELECT 1"))  # ends with COMMIT
+        await anyio.sleep(0.3)
+        async with db.engine.connect():  # a checkout, and nothing else
+            query: str = await pg_admin.fetchval(
+                "SELECT query FROM pg_stat_activity WHERE application_name = $1",
+                application_name,
+            )
+    return query
+
+
+@pytest.mark.postgres
+async def test_a_connection_idle_longer_than_pool_pre_ping_idle_is_pinged(
+    postgres_url: str, pg_admin: asyncpg.Connection, application_name: str
+) -> None:
+    # SQLAlchemy's asyncpg ping is BEGIN, an empty query, ROLLBACK (sqlalchemy#10226).
+    pinged = await _last_statement_after_checkout(
+        postgres_url, pg_admin, application_name, ping_idle=0.1
+    )
+    assert pinged.startswith("ROLLBACK")
+    not_pinged = await _last_statement_after_checkout(
+        postgres_url, pg_admin, application_name, ping_idle=3600
+    )
+    assert not_pinged.startswith("COMMIT")
 
 
 @pytest.mark.postgres

@@ -6,6 +6,7 @@ and look only at the backends that carry it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import anyio
@@ -40,10 +41,27 @@ async def settled_states(
 
 
 async def terminate_backends(admin: asyncpg.Connection, application_name: str) -> int:
-    """Terminate every backend of *application_name*, as a server restart would; how many."""
+    """Terminate every backend of *application_name*, as a server restart would; how many.
+
+    Returns once the backend processes have exited, so that their sockets are closed: a
+    backend leaves ``pg_stat_activity`` a moment before its process (and connection) ends.
+    """
     rows = await admin.fetch(
-        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity "
+        "SELECT pid, pg_terminate_backend(pid) AS done FROM pg_stat_activity "
         "WHERE application_name = $1",
         application_name,
     )
+    with anyio.fail_after(10):
+        for row in rows:
+            while _process_exists(row["pid"]):
+                await anyio.sleep(0.01)
     return sum(1 for row in rows if row["done"])
+
+
+def _process_exists(pid: int) -> bool:
+    # The server runs on this machine (the suite talks to 127.0.0.1 as a superuser).
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -49,8 +49,12 @@ _STATUS = {
 }
 
 
-def get_database(request: Request) -> Database:
-    """The `Database` whose lifespan runs this app (``app.state.sessionwise_database``)."""
+async def get_database(request: Request) -> Database:
+    """The `Database` whose lifespan runs this app (``app.state.sessionwise_database``).
+
+    ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in a worker
+    thread, a thread hop on every request for one attribute read.
+    """
     db = getattr(request.app.state, "sessionwise_database", None)
     if not isinstance(db, Database):
         raise DatabaseStateError(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sessionwise.config import DatabaseConfig
+from sessionwise.liveness import install_pre_ping
 
 __all__ = ["install_postgres_profile", "postgres_engine_options"]
 
@@ -55,7 +56,7 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
         "pool_size": config.pool_size,
         "max_overflow": config.max_overflow,
         "pool_timeout": config.pool_timeout,
-        "pool_pre_ping": config.pool_pre_ping,
+        "pool_pre_ping": False,  # sessionwise.liveness does it, without a ping per checkout
         "connect_args": connect_args,
     }
     if config.pool_recycle is not None:
@@ -83,10 +84,13 @@ def _abort_queries_of_vanished_clients(engine: AsyncEngine, interval: float) -> 
 def install_postgres_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
     """Register the connect and begin hooks on *engine*.
 
-    Without PgBouncer, each new connection gets ``client_connection_check_interval``. Behind
+    The pre-ping (`sessionwise.liveness`) when ``pool_pre_ping`` is on. Without PgBouncer,
+    each new connection gets ``client_connection_check_interval``. Behind
     PgBouncer, a session-level SET would leak to other clients of the server connection, so
     only the timeouts are applied, with SET LOCAL at the start of each transaction.
     """
+    if config.pool_pre_ping:
+        install_pre_ping(engine, config.pool_pre_ping_idle)
     if config.client_connection_check_interval is not None and not config.pgbouncer:
         _abort_queries_of_vanished_clients(engine, config.client_connection_check_interval)
     settings = _timeout_settings(config)

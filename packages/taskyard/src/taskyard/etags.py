@@ -65,7 +65,7 @@ def parse_if_match(value: str) -> IfMatch:
     return IfMatch(any_version=False, versions=frozenset(versions))
 
 
-def _if_match(
+async def _if_match(
     if_match: Annotated[
         str | None,
         Header(

@@ -72,7 +72,7 @@ def _invalid_cursor() -> ProblemError:
     )
 
 
-def cursor_codec(request: Request) -> CursorCodec:
+async def cursor_codec(request: Request) -> CursorCodec:
     codec = request.app.state.cursor_codec
     assert isinstance(codec, CursorCodec)
     return codec
@@ -100,7 +100,7 @@ class PageRequest:
 def page_request(listing: str) -> Callable[..., Any]:
     """A dependency parsing ``limit`` and ``cursor`` for the listing named *listing*."""
 
-    def parse(
+    async def parse(
         codec: Annotated[CursorCodec, Depends(cursor_codec)],
         limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
         cursor: Annotated[
