@@ -63,7 +63,7 @@ def install_pre_ping(engine: AsyncEngine, idle_seconds: float) -> None:
             return
         try:
             dialect.do_ping(dbapi_connection)
-        except Exception as error:
+        except dialect.loaded_dbapi.Error as error:
             if not dialect.is_disconnect(error, dbapi_connection, None):
                 raise
             stale = DisconnectionError(f"pooled connection failed its ping: {error}")

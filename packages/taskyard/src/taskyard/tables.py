@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
-__all__ = ["TableModel", "enum_values", "metadata"]
+__all__ = ["TableModel", "enum_values", "metadata", "table_of"]
 
 metadata = MetaData(
     naming_convention={
@@ -33,3 +33,10 @@ class TableModel(SQLModel, registry=registry(metadata=metadata)):
 def enum_values(enum_class: type[enum.Enum]) -> list[str]:
     """Store an enum's values (``"in_progress"``), not SQLAlchemy's default, its names."""
     return [str(member.value) for member in enum_class]
+
+
+def table_of(model: type[TableModel]) -> Table:
+    """The `Table` of a model, for Core statements (SQLModel types ``__table__`` loosely)."""
+    table = getattr(model, "__table__", None)
+    assert isinstance(table, Table)
+    return table

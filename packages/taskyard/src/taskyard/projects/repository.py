@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import BindParameter
 from sqlalchemy.orm import selectinload
 from sqlmodel import col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -12,8 +13,8 @@ from taskyard.projects.models import Project, ProjectMember, Role
 __all__ = ["ProjectRepository", "member_project_ids"]
 
 
-def member_project_ids(user_id: int) -> SelectOfScalar[int]:
-    """A subquery: the ids of the projects *user_id* is a member of."""
+def member_project_ids(user_id: int | BindParameter[int]) -> SelectOfScalar[int]:
+    """A subquery: the ids of the projects *user_id* (a value or a bound parameter) is in."""
     return select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)
 
 

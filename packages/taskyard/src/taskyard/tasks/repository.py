@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import joinedload
 from sqlmodel import col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -33,6 +33,16 @@ def _with_refs(statement: SelectOfScalar[Task]) -> SelectOfScalar[Task]:
     )
 
 
+# Built once, with bound parameters: building it per request cost more than executing it.
+_VISIBLE = _with_refs(
+    select(Task).where(
+        Task.id == bindparam("task_id"),
+        col(Task.project_id).in_(member_project_ids(bindparam("user_id"))),
+    )
+)
+_VISIBLE_LOCKED = _VISIBLE.with_for_update(of=Task)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskFilters:
     """The optional filters of ``GET /tasks``."""
@@ -51,35 +61,12 @@ class TaskRepository:
 
         ``lock`` takes the row lock (PostgreSQL ``FOR UPDATE OF tasks``) so that the checks a
         change depends on still hold when it is written. On SQLite the write transaction
-        already holds the database's write lock (sessionwise begins it IMMEDIATE).
+        already holds the database's write lock (sessionwise begins it IMMEDIATE). Reads that
+        only show the task use `taskyard.tasks.reads` instead.
         """
-        statement = _with_refs(
-            select(Task).where(
-                Task.id == task_id, col(Task.project_id).in_(member_project_ids(user_id))
-            )
-        )
-        if lock:
-            statement = statement.with_for_update(of=Task)
-        return (await self.session.exec(statement)).first()
-
-    async def list_visible(
-        self, user_id: int, filters: TaskFilters, after_id: int | None, limit: int
-    ) -> list[Task]:
-        statement = _with_refs(
-            select(Task)
-            .where(col(Task.project_id).in_(member_project_ids(user_id)))
-            .order_by(col(Task.id))
-            .limit(limit)
-        )
-        if filters.project_id is not None:
-            statement = statement.where(Task.project_id == filters.project_id)
-        if filters.status is not None:
-            statement = statement.where(Task.status == filters.status)
-        if filters.assignee_id is not None:
-            statement = statement.where(Task.assignee_id == filters.assignee_id)
-        if after_id is not None:
-            statement = statement.where(col(Task.id) > after_id)
-        return list(await self.session.exec(statement))
+        statement = _VISIBLE_LOCKED if lock else _VISIBLE
+        params = {"task_id": task_id, "user_id": user_id}
+        return (await self.session.exec(statement, params=params)).first()
 
     async def add(self, task: Task) -> Task:
         self.session.add(task)

@@ -51,8 +51,8 @@ async def list_tasks(
     rows = await TaskService(session).list_visible(
         caller.id, filters, pages.after_id, pages.limit + 1
     )
-    items, next_cursor = pages.split(rows, lambda task: task.id or 0)
-    return Page(items=[task_read(task) for task in items], next_cursor=next_cursor)
+    items, next_cursor = pages.split(rows, lambda task: task.id)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.post(
@@ -85,7 +85,7 @@ async def read_task(
 ) -> TaskRead:
     task = await TaskService(session).get(task_id, caller.id)
     response.headers["ETag"] = etag(task.version)
-    return task_read(task)
+    return task
 
 
 @router.patch(

@@ -13,6 +13,7 @@ from taskyard.errors import ProblemError, ProblemKind, unknown_reference
 from taskyard.etags import IfMatch
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
+from taskyard.tasks import reads
 from taskyard.tasks.models import Task, TaskStatus
 from taskyard.tasks.repository import TaskFilters, TaskRepository
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
@@ -49,6 +50,7 @@ def task_read(task: Task) -> TaskRead:
 
 class TaskService:
     def __init__(self, session: Session) -> None:
+        self.session = session
         self.tasks = TaskRepository(session)
         self.projects = ProjectRepository(session)
         self.workers = WorkerRepository(session)
@@ -82,16 +84,24 @@ class TaskService:
         set_committed_value(task, "assignee", assignee)
         return await self.tasks.add(task)
 
-    async def get(self, task_id: int, user_id: int) -> Task:
-        task = await self.tasks.visible(task_id, user_id)
+    async def get(self, task_id: int, user_id: int) -> TaskRead:
+        task = await reads.read_task(self.session, task_id, user_id)
         if task is None:
             raise task_not_found(task_id)
         return task
 
     async def list_visible(
         self, user_id: int, filters: TaskFilters, after_id: int | None, limit: int
-    ) -> list[Task]:
-        rows = await self.tasks.list_visible(user_id, filters, after_id, limit)
+    ) -> list[TaskRead]:
+        rows = await reads.list_tasks(
+            self.session,
+            user_id,
+            project_id=filters.project_id,
+            status=filters.status,
+            assignee_id=filters.assignee_id,
+            after_id=after_id,
+            limit=limit,
+        )
         # Only an empty answer needs telling apart: "no tasks" or "not your project".
         if (
             not rows

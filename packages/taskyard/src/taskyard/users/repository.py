@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from sessionwise import Session
@@ -20,6 +21,14 @@ class KeyOwner:
     user_id: int
     email: str
     name: str
+
+
+# Runs on every authenticated request: built once, with the key id as a bound parameter.
+_LIVE_KEY_OWNER = (
+    select(ApiKey.key_hash, User.id, User.email, User.name)
+    .join(User, col(User.id) == col(ApiKey.user_id))
+    .where(ApiKey.key_id == bindparam("key_id"), col(ApiKey.revoked_at).is_(None))
+)
 
 
 class UserRepository:
@@ -44,12 +53,7 @@ class UserRepository:
 
     async def live_key_owner(self, key_id: str) -> KeyOwner | None:
         """One statement per authenticated request: the key's hash and its user, unless revoked."""
-        statement = (
-            select(ApiKey.key_hash, User.id, User.email, User.name)
-            .join(User, col(User.id) == col(ApiKey.user_id))
-            .where(ApiKey.key_id == key_id, col(ApiKey.revoked_at).is_(None))
-        )
-        row = (await self.session.exec(statement)).first()
+        row = (await self.session.exec(_LIVE_KEY_OWNER, params={"key_id": key_id})).first()
         if row is None:
             return None
         key_hash, user_id, email, name = row
