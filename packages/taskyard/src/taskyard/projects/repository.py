@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BindParameter
+from sqlalchemy import BindParameter, bindparam
 from sqlalchemy.orm import selectinload
 from sqlmodel import col, delete, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -21,9 +21,22 @@ def member_project_ids(user_id: int | BindParameter[int]) -> SelectOfScalar[int]
 _WITH_MEMBERS = selectinload(Project.members).joinedload(ProjectMember.user)  # type: ignore[arg-type]
 
 
+# Per task write (the project a new task goes into): built once, values bound.
+_NAME_IF_MEMBER = (
+    select(Project.name)
+    .join(ProjectMember, col(ProjectMember.project_id) == col(Project.id))
+    .where(Project.id == bindparam("project_id"), ProjectMember.user_id == bindparam("user_id"))
+)
+
+
 class ProjectRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    async def name_if_member(self, project_id: int, user_id: int) -> str | None:
+        """The project's name if *user_id* is a member of it, else None."""
+        params = {"project_id": project_id, "user_id": user_id}
+        return (await self.session.exec(_NAME_IF_MEMBER, params=params)).first()
 
     async def visible(
         self, project_id: int, user_id: int, *, with_members: bool = False

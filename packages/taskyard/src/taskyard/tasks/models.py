@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import Column, Enum, Field, Relationship, String, Text, col
 
 from taskyard.tables import TableModel, enum_values
@@ -69,6 +69,14 @@ Index(
     col(Task.priority).desc(),
     col(Task.created_at),
     col(Task.id),
+)
+# Claims: the leases that may have expired, i.e. one project's tasks in progress, by expiry.
+Index(
+    "ix_tasks_leases",
+    col(Task.project_id),
+    col(Task.lease_expires_at),
+    postgresql_where=text("status = 'in_progress'"),
+    sqlite_where=text("status = 'in_progress'"),
 )
 # Listings: one project's tasks in id order (keyset pagination).
 Index("ix_tasks_project_id_id", col(Task.project_id), col(Task.id))

@@ -15,7 +15,7 @@ from taskyard.problems import problem_responses
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
-from taskyard.tasks.service import TaskService, task_read
+from taskyard.tasks.service import TaskService
 
 __all__ = ["router"]
 
@@ -35,7 +35,7 @@ async def create_task(
     task = await TaskService(session).create(data, caller.id)
     response.headers["ETag"] = etag(task.version)
     response.headers["Location"] = str(request.url_for("read_task", task_id=task.id))
-    return task_read(task)
+    return task
 
 
 @router.get("", summary="Tasks of your projects, filtered, oldest first")
@@ -69,7 +69,7 @@ async def claim_task(
     if task is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     response.headers["ETag"] = etag(task.version)
-    return task_read(task)
+    return task
 
 
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -103,7 +103,7 @@ async def update_task(
 ) -> TaskRead:
     task = await TaskService(session).update(task_id, data, if_match, caller.id)
     response.headers["ETag"] = etag(task.version)
-    return task_read(task)
+    return task
 
 
 @router.delete(
@@ -133,4 +133,4 @@ async def heartbeat(
 ) -> TaskRead:
     task = await TaskService(session).heartbeat(task_id, data, caller.id)
     response.headers["ETag"] = etag(task.version)
-    return task_read(task)
+    return task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlmodel import col, delete, select
 
 from sessionwise import Session
@@ -11,19 +12,28 @@ from taskyard.workers.models import Worker
 __all__ = ["WorkerRepository"]
 
 
+# The statements of task writes and claims: built once, values bound.
+_VISIBLE = select(Worker).where(
+    Worker.id == bindparam("worker_id"),
+    col(Worker.project_id).in_(member_project_ids(bindparam("user_id"))),
+)
+_NAME_IN_PROJECT = select(Worker.name).where(
+    Worker.id == bindparam("worker_id"), Worker.project_id == bindparam("project_id")
+)
+
+
 class WorkerRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
     async def visible(self, worker_id: int, user_id: int) -> Worker | None:
-        statement = select(Worker).where(
-            Worker.id == worker_id, col(Worker.project_id).in_(member_project_ids(user_id))
-        )
-        return (await self.session.exec(statement)).first()
+        params = {"worker_id": worker_id, "user_id": user_id}
+        return (await self.session.exec(_VISIBLE, params=params)).first()
 
-    async def in_project(self, worker_id: int, project_id: int) -> Worker | None:
-        statement = select(Worker).where(Worker.id == worker_id, Worker.project_id == project_id)
-        return (await self.session.exec(statement)).first()
+    async def name_in_project(self, worker_id: int, project_id: int) -> str | None:
+        """The worker's name if it belongs to *project_id*, else None."""
+        params = {"worker_id": worker_id, "project_id": project_id}
+        return (await self.session.exec(_NAME_IN_PROJECT, params=params)).first()
 
     async def list_visible(
         self, user_id: int, project_id: int | None, after_id: int | None, limit: int
