@@ -12,6 +12,8 @@ from collections import Counter
 import anyio
 import asyncpg
 
+from tests.support.waiting import wait_until
+
 # States of a backend that is doing something or holding a transaction open.
 BUSY_STATES = frozenset({"active", "idle in transaction", "idle in transaction (aborted)"})
 
@@ -51,10 +53,8 @@ async def terminate_backends(admin: asyncpg.Connection, application_name: str) -
         "WHERE application_name = $1",
         application_name,
     )
-    with anyio.fail_after(10):
-        for row in rows:
-            while _process_exists(row["pid"]):
-                await anyio.sleep(0.01)
+    pids = [row["pid"] for row in rows]
+    await wait_until(lambda: not any(_process_exists(pid) for pid in pids), within=10)
     return sum(1 for row in rows if row["done"])
 
 
