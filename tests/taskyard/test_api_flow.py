@@ -59,6 +59,9 @@ async def test_first_session_end_to_end(
         assert body["project"] == {"id": project_id, "name": "Website"}
         assert body["assignee"] is None
         assert response.headers["etag"] == '"1"'
+        assert response.headers["location"] == f"{API}/tasks/{body['id']}"
+        shown = await api_client.get(response.headers["location"], headers=alice.headers)
+        assert shown.json() == body
         task_ids[title] = body["id"]
 
     # Highest priority first; among equals the oldest: "ship it".
