@@ -40,6 +40,16 @@ class DatabaseConfig(BaseModel):
             session cancelled mid-query closes its connection; without this check the query
             runs on to its end and its backend stays busy (None: server default, off).
             Behind PgBouncer it is not sent; set it on the server or role instead.
+        read_sessions: How `Database.read_session` reads on PostgreSQL. ``"transaction"``:
+            one ``READ ONLY`` transaction, so every statement sees the same snapshot.
+            ``"autocommit"``: connections from a pool of their own, each statement its own
+            transaction, read-only by server setting (``default_transaction_read_only``);
+            saves the ``BEGIN`` and ``ROLLBACK`` round trips of every read session, and each
+            statement sees what was committed when it started. For reads of one statement,
+            or of statements that need not agree (a key lookup, then the data). Behind
+            PgBouncer, and on SQLite, read sessions always use a transaction.
+        read_pool_size: Connections of the read pool (``read_sessions="autocommit"``);
+            ``None``: ``pool_size``.
         application_name: Shown in ``pg_stat_activity``.
         pgbouncer: Set when connecting through PgBouncer in transaction mode: disables both
             prepared-statement caches (asyncpg's and SQLAlchemy's) and gives statements
@@ -60,6 +70,8 @@ class DatabaseConfig(BaseModel):
     statement_timeout: float | None = Field(default=None, gt=0)
     idle_in_transaction_timeout: float | None = Field(default=None, gt=0)
     client_connection_check_interval: float | None = Field(default=1.0, gt=0)
+    read_sessions: Literal["transaction", "autocommit"] = "transaction"
+    read_pool_size: int | None = Field(default=None, ge=1)
     application_name: str = "sessionwise"
     pgbouncer: bool = False
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)

@@ -31,7 +31,12 @@ from sessionwise.guards import (
     shut_out_other_tasks,
 )
 from sessionwise.pool_status import PoolStatus, read_pool_status
-from sessionwise.postgres import install_postgres_profile, postgres_engine_options
+from sessionwise.postgres import (
+    autocommit_reads,
+    install_postgres_profile,
+    postgres_engine_options,
+    read_engine_options,
+)
 from sessionwise.session_class import Session
 from sessionwise.sqlite import (
     READ_ONLY_OPTION,
@@ -89,6 +94,8 @@ class Database:
         self._state = _State.CREATED
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
+        # Its own pool, for read_sessions="autocommit" on PostgreSQL; else None.
+        self._read_pool_engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[Session] | None = None
         self._read_sessions: async_sessionmaker[Session] | None = None
         self._memory_keeper: sqlite3.Connection | None = None
@@ -122,6 +129,11 @@ class Database:
                 self._memory_keeper = sqlite3.connect(url.database or "", uri=True)
         elif url.get_backend_name() == "postgresql":
             options.update(postgres_engine_options(self.config))
+            if autocommit_reads(self.config):
+                self._read_pool_engine = create_async_engine(
+                    url, echo=self.config.echo, **read_engine_options(self.config)
+                )
+                install_postgres_profile(self._read_pool_engine, self.config)
         else:
             options.update(pool_timeout=self.config.pool_timeout)
         engine = create_async_engine(url, **options)
@@ -133,7 +145,10 @@ class Database:
         if url.get_backend_name() == "postgresql":
             read_options["postgresql_readonly"] = True
         self._engine = engine
-        self._read_engine = engine.execution_options(**read_options)
+        if self._read_pool_engine is not None:
+            self._read_engine = self._read_pool_engine
+        else:
+            self._read_engine = engine.execution_options(**read_options)
         self._sessions = self._sessionmaker(engine)
         self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
         self._state = _State.STARTED
@@ -147,6 +162,8 @@ class Database:
         self._state = _State.CLOSED
         assert self._engine is not None
         await self._engine.dispose()
+        if self._read_pool_engine is not None:
+            await self._read_pool_engine.dispose()
         if self._memory_keeper is not None:
             self._memory_keeper.close()
             self._memory_keeper = None
@@ -227,8 +244,10 @@ class Database:
     def read_session(self) -> AbstractAsyncContextManager[Session]:
         """A session for reads only: never commits, refuses to flush changes.
 
-        On PostgreSQL the transaction is ``READ ONLY``; on SQLite it begins DEFERRED, so
-        readers never wait for the write lock.
+        On PostgreSQL the transaction is ``READ ONLY`` (or, with
+        ``read_sessions="autocommit"``, there is none: each statement runs on its own on a
+        read-only connection); on SQLite it begins DEFERRED, so readers never wait for the
+        write lock.
         """
         return self._unit_of_work(self.read_session_factory, commit=False)
 
@@ -315,8 +334,14 @@ class Database:
         return False
 
     def pool_status(self) -> PoolStatus:
-        """Size, checked-out connections, overflow and waiting sessions of the pool."""
-        return read_pool_status(self.engine.pool)
+        """Size, checked-out connections, overflow and waiting sessions of the pool.
+
+        With ``read_sessions="autocommit"`` on PostgreSQL, of both pools together.
+        """
+        status = read_pool_status(self.engine.pool)
+        if self._read_pool_engine is not None:
+            status = status + read_pool_status(self._read_pool_engine.pool)
+        return status
 
     # -- internals --------------------------------------------------------------------------
 

@@ -22,6 +22,14 @@ class PoolStatus:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def __add__(self, other: PoolStatus) -> PoolStatus:
+        return PoolStatus(
+            size=self.size + other.size,
+            checked_out=self.checked_out + other.checked_out,
+            overflow=self.overflow + other.overflow,
+            waiting=self.waiting + other.waiting,
+        )
+
 
 def _waiters(pool: QueuePool) -> int:
     # SQLAlchemy keeps no public waiter count; AsyncAdaptedQueue wraps an asyncio.Queue whose

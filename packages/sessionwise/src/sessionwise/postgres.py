@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sessionwise.config import DatabaseConfig
 from sessionwise.liveness import install_pre_ping
 
-__all__ = ["install_postgres_profile", "postgres_engine_options"]
+__all__ = [
+    "autocommit_reads",
+    "install_postgres_profile",
+    "postgres_engine_options",
+    "read_engine_options",
+]
 
 
 def _milliseconds(seconds: float) -> str:
@@ -37,6 +42,10 @@ def _unique_statement_name() -> str:
 def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
     """`create_async_engine` keyword arguments for asyncpg."""
     server_settings = {"application_name": config.application_name}
+    if not config.pgbouncer:
+        # PgBouncer refuses unknown startup parameters, so there the timeouts are set per
+        # transaction instead (install_postgres_profile).
+        server_settings.update(_timeout_settings(config))
     connect_args: dict[str, Any] = {"server_settings": server_settings}
     if config.pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
@@ -48,10 +57,6 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
             prepared_statement_cache_size=0,
             prepared_statement_name_func=_unique_statement_name,
         )
-    else:
-        # PgBouncer refuses unknown startup parameters, so there the timeouts are set per
-        # transaction instead (install_postgres_profile).
-        server_settings.update(_timeout_settings(config))
     options: dict[str, Any] = {
         "pool_size": config.pool_size,
         "max_overflow": config.max_overflow,
@@ -61,6 +66,25 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
     }
     if config.pool_recycle is not None:
         options["pool_recycle"] = config.pool_recycle
+    return options
+
+
+def autocommit_reads(config: DatabaseConfig) -> bool:
+    """Whether read sessions get the autocommit, read-only pool (see `read_engine_options`)."""
+    return config.read_sessions == "autocommit" and not config.pgbouncer
+
+
+def read_engine_options(config: DatabaseConfig) -> dict[str, Any]:
+    """`create_async_engine` keyword arguments for the pool of autocommit read sessions.
+
+    Autocommit for the engine's whole life (set once per connection, not per checkout), and
+    ``default_transaction_read_only`` at connect, so that the server still refuses writes in
+    the implicit transaction of every statement.
+    """
+    options = postgres_engine_options(config)
+    options["connect_args"]["server_settings"]["default_transaction_read_only"] = "on"
+    options["pool_size"] = config.read_pool_size or config.pool_size
+    options["isolation_level"] = "AUTOCOMMIT"
     return options
 
 
