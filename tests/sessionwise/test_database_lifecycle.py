@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import anyio
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -22,6 +24,7 @@ from sqlmodel import Field, SQLModel, select
 from sessionwise import Database, DatabaseStateError, ReadOnlySessionError, Session
 from sessionwise.errors import sqlstate
 from sessionwise.fastapi import ReadSessionDep, SessionDep, get_database
+from tests.support.pg_activity import backend_states
 
 
 class LedgerModel(SQLModel, registry=registry()):
@@ -264,8 +267,11 @@ async def test_read_session_refuses_to_flush_changes(database_url: str) -> None:
 
 
 @pytest.mark.postgres
-async def test_read_session_transaction_is_read_only_on_postgres(postgres_url: str) -> None:
-    async with Database(postgres_url) as db:
+@pytest.mark.parametrize("read_sessions", ["transaction", "autocommit"])
+async def test_read_session_transaction_is_read_only_on_postgres(
+    postgres_url: str, read_sessions: Literal["transaction", "autocommit"]
+) -> None:
+    async with Database(postgres_url, read_sessions=read_sessions) as db:
         await create_schema(db)
         async with db.session() as session:
             assert await session.scalar(text("SHOW transaction_read_only")) == "off"
@@ -279,6 +285,31 @@ async def test_read_session_transaction_is_read_only_on_postgres(postgres_url: s
                 )
         assert sqlstate(refused.value) == "25006"  # read_only_sql_transaction
         assert await labels_in(db) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("read_sessions", "between_statements", "same_now"),
+    [("transaction", "idle in transaction", True), ("autocommit", "idle", False)],
+)
+async def test_autocommit_read_sessions_hold_no_transaction_between_statements(
+    postgres_url: str,
+    pg_admin: asyncpg.Connection,
+    application_name: str,
+    read_sessions: Literal["transaction", "autocommit"],
+    between_statements: str,
+    same_now: bool,
+) -> None:
+    db = Database(postgres_url, read_sessions=read_sessions, application_name=application_name)
+    async with db:
+        async with db.read_session() as session:
+            first = await session.scalar(text("SELECT now()"))  # the transaction's start time
+            await anyio.sleep(0.01)
+            second = await session.scalar(text("SELECT now()"))
+            assert await backend_states(pg_admin, application_name) == {between_statements: 1}
+            assert db.pool_status().checked_out == 1
+        assert (first == second) is same_now
+        assert db.pool_status().checked_out == 0
 
 
 async def test_read_session_never_commits_on_sqlite(sqlite_url: str) -> None:
