@@ -94,6 +94,7 @@ class Database:
         self._state = _State.CREATED
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
+        self._probe_engine: AsyncEngine | None = None
         # Its own pool, for read_sessions="autocommit" on PostgreSQL; else None.
         self._read_pool_engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[Session] | None = None
@@ -145,10 +146,10 @@ class Database:
         if url.get_backend_name() == "postgresql":
             read_options["postgresql_readonly"] = True
         self._engine = engine
-        if self._read_pool_engine is not None:
-            self._read_engine = self._read_pool_engine
-        else:
-            self._read_engine = engine.execution_options(**read_options)
+        # Read-only use of the main pool: on SQLite its BEGIN is DEFERRED, so a reader never
+        # queues behind writers for the write lock.
+        self._probe_engine = engine.execution_options(**read_options)
+        self._read_engine = self._read_pool_engine or self._probe_engine
         self._sessions = self._sessionmaker(engine)
         self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
         self._state = _State.STARTED
@@ -318,14 +319,16 @@ class Database:
     # -- health ------------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        """True if the database answers ``SELECT 1`` within ``pool_timeout``; never raises."""
+        """True if the main pool hands out a connection that answers ``SELECT 1`` within
+        ``pool_timeout``; never raises."""
         with anyio.move_on_after(self.config.pool_timeout):
             try:
-                # The read-only engine: on SQLite its BEGIN is DEFERRED, so a probe never queues
-                # behind writers for the write lock (a busy database is not a dead one).
+                # The main pool, which every write needs: when it is exhausted the app is not
+                # ready, even if a separate read pool still has room. Read-only, so that on
+                # SQLite a probe never queues for the write lock (busy is not dead).
                 self._require_started("ping")
-                assert self._read_engine is not None
-                async with self._read_engine.connect() as connection:
+                assert self._probe_engine is not None
+                async with self._probe_engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
                     return True
             except Exception as error:  # any failure means "not ready"; the caller reports it
