@@ -319,8 +319,10 @@ class Database:
     # -- health ------------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        """True if the main pool hands out a connection that answers ``SELECT 1`` within
-        ``pool_timeout``; never raises."""
+        """True if a connection of the main pool answers ``SELECT 1`` in time; never raises.
+
+        "In time": within ``pool_timeout``, checkout included.
+        """
         with anyio.move_on_after(self.config.pool_timeout):
             try:
                 # The main pool, which every write needs: when it is exhausted the app is not
