@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from sessionwise import Session
+from taskyard.tables import table_of
 from taskyard.users.models import ApiKey, User
 
 __all__ = ["KeyOwner", "UserRepository"]
@@ -23,11 +25,12 @@ class KeyOwner:
     name: str
 
 
-# Runs on every authenticated request: built once, with the key id as a bound parameter.
+_keys, _users = table_of(ApiKey), table_of(User)
+# Runs on every authenticated request: a Core statement built once, the key id bound.
 _LIVE_KEY_OWNER = (
-    select(ApiKey.key_hash, User.id, User.email, User.name)
-    .join(User, col(User.id) == col(ApiKey.user_id))
-    .where(ApiKey.key_id == bindparam("key_id"), col(ApiKey.revoked_at).is_(None))
+    sa_select(_keys.c.key_hash, _users.c.id, _users.c.email, _users.c.name)
+    .join_from(_keys, _users, _users.c.id == _keys.c.user_id)
+    .where(_keys.c.key_id == bindparam("key_id"), _keys.c.revoked_at.is_(None))
 )
 
 
@@ -53,7 +56,8 @@ class UserRepository:
 
     async def live_key_owner(self, key_id: str) -> KeyOwner | None:
         """One statement per authenticated request: the key's hash and its user, unless revoked."""
-        row = (await self.session.exec(_LIVE_KEY_OWNER, params={"key_id": key_id})).first()
+        connection = await self.session.connection()  # Core rows: no ORM layer to go through
+        row = (await connection.execute(_LIVE_KEY_OWNER, {"key_id": key_id})).first()
         if row is None:
             return None
         key_hash, user_id, email, name = row
