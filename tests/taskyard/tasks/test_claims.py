@@ -193,3 +193,33 @@ async def test_claim_checks_worker_and_project(database_url: str) -> None:
             headers=owner.headers,
         )
         assert again.status_code == 204
+
+
+async def test_pending_and_expired_tasks_are_claimed_in_one_priority_order(
+    database_url: str,
+) -> None:
+    # Claimable is "pending, or in progress with an expired lease", best first by priority,
+    # then age, whichever kind a task is: a crashed worker's task is not starved by newer
+    # pending work, nor does it jump ahead of more urgent work.
+    async with running_app(database_url) as (client, db):
+        owner, project_id, workers = await _setup(client, db, 0)
+        async with db.session() as session:
+            session.add_all(
+                Task(project_id=project_id, title=title, priority=priority)
+                for title, priority in (("p9", 9), ("e5", 5), ("p3", 3), ("e1", 1))
+            )
+        async with db.read_session() as session:
+            ids = dict(list(await session.exec(select(Task.title, Task.id))))
+        # e5 and e1 were claimed by a worker whose leases then ran out.
+        async with db.session() as session:
+            await session.exec(
+                update(Task)
+                .where(col(Task.id).in_([ids["e5"], ids["e1"]]))
+                .values(
+                    status=TaskStatus.IN_PROGRESS,
+                    assignee_id=workers[0],
+                    lease_expires_at=utc_now() - timedelta(seconds=1),
+                )
+            )
+        claimed = await _claim_until_empty(client, owner, workers[1])
+        assert claimed == [ids["p9"], ids["e5"], ids["p3"], ids["e1"]]
