@@ -102,6 +102,18 @@ def _next_claimable(*, expired: bool) -> Select[Any]:
 _NEXT_PENDING = _next_claimable(expired=False)
 _NEXT_EXPIRED = _next_claimable(expired=True)
 
+# What a new task refers to, checked in one round trip: the project, if the caller is a
+# member, and the assignee, if it is a worker of that project (NULL otherwise).
+_NEW_TASK_REFS = (
+    select(_projects.c.name.label("project_name"), _workers.c.name.label("assignee_name"))
+    .select_from(
+        _projects.join(_members, _members.c.project_id == _projects.c.id).outerjoin(
+            _workers,
+            (_workers.c.id == bindparam("assignee_id")) & (_workers.c.project_id == _projects.c.id),
+        )
+    )
+    .where(_projects.c.id == bindparam("project_id"), _members.c.user_id == bindparam("user_id"))
+)
 _INSERT = insert(_tasks).returning(_tasks.c.id)
 # The whole writable row at once: one statement for every kind of change. Safe because the
 # caller holds the row (see _ONE_LOCKED) and the version must still match.
@@ -192,6 +204,18 @@ class TaskRepository:
         statement = _list_statement(*(name in present for name in values))
         rows = await self._rows(statement, {"user_id": user_id, "limit": limit, **present})
         return [_task_read(row) for row in rows]
+
+    async def new_task_refs(
+        self, project_id: int, user_id: int, assignee_id: int | None
+    ) -> tuple[str, str | None] | None:
+        """(project name, assignee name) for a new task; None if the project is not visible.
+
+        The assignee name is None when there is no assignee or it is not a worker of the
+        project.
+        """
+        params = {"project_id": project_id, "user_id": user_id, "assignee_id": assignee_id}
+        row = (await self._rows(_NEW_TASK_REFS, params)).first()
+        return None if row is None else (row.project_name, row.assignee_name)
 
     async def insert(self, values: Mapping[str, Any]) -> int:
         """Insert a task from all of its column values but the id; the new id."""

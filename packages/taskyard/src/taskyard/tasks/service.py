@@ -24,6 +24,10 @@ def task_not_found(task_id: int) -> ProblemError:
     return ProblemError(ProblemKind.NOT_FOUND, f"task {task_id} not found")
 
 
+def _not_in_project(worker_id: int, project_id: int) -> ProblemError:
+    return unknown_reference("assignee_id", f"no worker {worker_id} in project {project_id}")
+
+
 def _writable(task: TaskRead) -> dict[str, Any]:
     """The `WRITABLE` columns of *task*, as they are now."""
     return {
@@ -45,16 +49,19 @@ class TaskService:
     async def _assignee(self, worker_id: int, project_id: int) -> Ref:
         name = await self.workers.name_in_project(worker_id, project_id)
         if name is None:
-            raise unknown_reference("assignee_id", f"no worker {worker_id} in project {project_id}")
+            raise _not_in_project(worker_id, project_id)
         return Ref(id=worker_id, name=name)
 
     async def create(self, data: TaskCreate, user_id: int) -> TaskRead:
-        project_name = await self.projects.name_if_member(data.project_id, user_id)
-        if project_name is None:
+        refs = await self.tasks.new_task_refs(data.project_id, user_id, data.assignee_id)
+        if refs is None:
             raise unknown_reference("project_id", f"project {data.project_id} not found")
+        project_name, assignee_name = refs
         assignee = None
         if data.assignee_id is not None:
-            assignee = await self._assignee(data.assignee_id, data.project_id)
+            if assignee_name is None:
+                raise _not_in_project(data.assignee_id, data.project_id)
+            assignee = Ref(id=data.assignee_id, name=assignee_name)
         now = utc_now()
         values: dict[str, Any] = {
             "project_id": data.project_id,
