@@ -8,6 +8,7 @@ import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -25,12 +26,14 @@ from sessionwise.config import DatabaseConfig
 from sessionwise.errors import is_retryable
 from sessionwise.exceptions import DatabaseStateError
 from sessionwise.guards import (
+    POOL_TURN_KEY,
     READ_ONLY_KEY,
     WRITE_TURN_KEY,
     guarded_session_class,
     shut_out_other_tasks,
 )
 from sessionwise.pool_status import PoolStatus, read_pool_status
+from sessionwise.pool_turns import PoolTurn, PoolTurns
 from sessionwise.postgres import (
     autocommit_reads,
     install_postgres_profile,
@@ -41,6 +44,7 @@ from sessionwise.session_class import Session
 from sessionwise.sqlite import (
     READ_ONLY_OPTION,
     WriterQueue,
+    WriteTurn,
     install_sqlite_profile,
     is_memory_url,
     sqlite_engine_options,
@@ -101,6 +105,8 @@ class Database:
         self._read_sessions: async_sessionmaker[Session] | None = None
         self._memory_keeper: sqlite3.Connection | None = None
         self._writer_queue: WriterQueue | None = None
+        # id() of each engine the session factories bind to -> the turns of its pool.
+        self._pool_turns: dict[int, PoolTurns] = {}
 
     def __repr__(self) -> str:
         url = make_url(self.config.url).render_as_string(hide_password=True)
@@ -150,6 +156,16 @@ class Database:
         # queues behind writers for the write lock.
         self._probe_engine = engine.execution_options(**read_options)
         self._read_engine = self._read_pool_engine or self._probe_engine
+        if url.get_backend_name() == "postgresql":
+            main = PoolTurns(
+                self.config.pool_size + self.config.max_overflow, self.config.pool_timeout
+            )
+            self._pool_turns = {id(engine): main, id(self._probe_engine): main}
+            if self._read_pool_engine is not None:
+                read_size = self.config.read_pool_size or self.config.pool_size
+                self._pool_turns[id(self._read_pool_engine)] = PoolTurns(
+                    read_size + self.config.max_overflow, self.config.pool_timeout
+                )
         self._sessions = self._sessionmaker(engine)
         self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
         self._state = _State.STARTED
@@ -257,11 +273,18 @@ class Database:
         self, factory: async_sessionmaker[Session], *, commit: bool
     ) -> AsyncIterator[Session]:
         session = factory()
-        turn = None
-        if commit and self._writer_queue is not None and factory.kw.get("bind") is self._engine:
+        turns: list[WriteTurn | PoolTurn] = []
+        bind = factory.kw.get("bind")
+        if commit and self._writer_queue is not None and bind is self._engine:
             # SQLite: take a place in the writer queue before the first statement. Not when the
             # factory is bound to one connection (the test plugin): that is a single writer.
-            turn = session.info[WRITE_TURN_KEY] = self._writer_queue.turn()
+            turns.append(self._writer_queue.turn())
+            session.info[WRITE_TURN_KEY] = turns[-1]
+        pool_turns = self._pool_turns.get(id(bind))
+        if pool_turns is not None:
+            # PostgreSQL: a place in line for a pooled connection (sessionwise.pool_turns).
+            turns.append(pool_turns.turn())
+            session.info[POOL_TURN_KEY] = turns[-1]
         try:
             yield session
             if commit:
@@ -275,7 +298,7 @@ class Database:
                 try:
                     await session.close()
                 finally:
-                    if turn is not None:
+                    for turn in turns:
                         turn.give_back()
 
     async def run_transaction(
@@ -341,12 +364,15 @@ class Database:
     def pool_status(self) -> PoolStatus:
         """Size, checked-out connections, overflow and waiting sessions of the pool.
 
-        With ``read_sessions="autocommit"`` on PostgreSQL, of both pools together.
+        With ``read_sessions="autocommit"`` on PostgreSQL, of both pools together. Waiting
+        counts the sessions in line for a connection, in the pool or before it.
         """
         status = read_pool_status(self.engine.pool)
         if self._read_pool_engine is not None:
             status = status + read_pool_status(self._read_pool_engine.pool)
-        return status
+        # Sessions wait in line for a turn before they ask the pool (sessionwise.pool_turns).
+        in_line = sum(turns.waiting for turns in set(self._pool_turns.values()))
+        return replace(status, waiting=status.waiting + in_line)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -32,7 +32,9 @@ from sqlalchemy.util.concurrency import in_greenlet
 from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
 
 __all__ = [
+    "POOL_TURN_KEY",
     "READ_ONLY_KEY",
+    "TURN_KEYS",
     "WRITE_TURN_KEY",
     "guarded_session_class",
     "refused_lazy_load",
@@ -41,6 +43,8 @@ __all__ = [
 
 READ_ONLY_KEY = "sessionwise.read_only"
 WRITE_TURN_KEY = "sessionwise.write_turn"
+POOL_TURN_KEY = "sessionwise.pool_turn"
+TURN_KEYS = (POOL_TURN_KEY, WRITE_TURN_KEY)
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -108,9 +112,12 @@ def _guard(
         setattr(self, _OWNER, task)
         setattr(self, _IDLE, idle := asyncio.Event())
         try:
-            turn = self.info.get(WRITE_TURN_KEY)  # SQLite write sessions queue for the writer
-            if turn is not None and not turn.held:
-                await turn.take()
+            # Before the first statement: a turn for a pooled connection (PostgreSQL), and
+            # SQLite write sessions queue for the writer.
+            for key in TURN_KEYS:
+                turn = self.info.get(key)
+                if turn is not None and not turn.held:
+                    await turn.take()
             return await method(self, *args, **kwargs)
         finally:
             setattr(self, _OWNER, None)
