@@ -22,31 +22,20 @@ surfaces as the `LazyLoadError` naming ``Model.attribute``, not as the generic
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import ResponseValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from sessionwise.database import Database
-from sessionwise.errors import Failure, classify
 from sessionwise.exceptions import DatabaseStateError
+from sessionwise.fastapi.errors import failures_as_http_errors
 from sessionwise.guards import refused_lazy_load
 from sessionwise.session_class import Session
 
-__all__ = ["DatabaseDep", "ReadSessionDep", "SessionDep", "get_database", "http_error_for"]
-
-_STATUS = {
-    Failure.POOL_EXHAUSTED: (503, "database busy: no connection became free in time"),
-    Failure.UNAVAILABLE: (503, "database unavailable"),
-    Failure.LOCKED: (503, "database busy: a write lock was not granted in time"),
-    Failure.CONFLICT: (503, "transaction conflict with a concurrent request"),
-    Failure.TIMEOUT: (504, "database statement timed out"),
-    Failure.INTEGRITY: (409, "the change conflicts with existing data"),
-}
+__all__ = ["DatabaseDep", "ReadSessionDep", "SessionDep", "get_database"]
 
 
 async def get_database(request: Request) -> Database:
@@ -65,29 +54,6 @@ async def get_database(request: Request) -> Database:
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
-
-
-def http_error_for(error: BaseException, db: Database) -> HTTPException | None:
-    """The HTTP answer for a database failure, or None when it is not one we can name."""
-    failure = classify(error)
-    if failure not in _STATUS:
-        return None
-    status, detail = _STATUS[failure]
-    headers = None
-    if status >= 500:
-        headers = {"Retry-After": str(max(1, math.ceil(db.config.pool_timeout)))}
-    return HTTPException(status_code=status, detail=detail, headers=headers)
-
-
-@asynccontextmanager
-async def _failures_as_http_errors(db: Database) -> AsyncIterator[None]:
-    try:
-        yield
-    except (SQLAlchemyError, OSError) as error:
-        http_error = http_error_for(error, db)
-        if http_error is None:
-            raise
-        raise http_error from error
 
 
 @contextmanager
@@ -109,13 +75,13 @@ def _lazy_loads_unwrapped(session: Session) -> Iterator[None]:
 
 
 async def _session(db: DatabaseDep) -> AsyncIterator[Session]:
-    async with _failures_as_http_errors(db), db.session() as session:
+    async with failures_as_http_errors(db), db.session() as session:
         with _lazy_loads_unwrapped(session):
             yield session
 
 
 async def _read_session(db: DatabaseDep) -> AsyncIterator[Session]:
-    async with _failures_as_http_errors(db), db.read_session() as session:
+    async with failures_as_http_errors(db), db.read_session() as session:
         with _lazy_loads_unwrapped(session):
             yield session
 
