@@ -9,6 +9,7 @@ from sessionwise.database import Database
 from sessionwise.errors import Failure, classify
 from sessionwise.exceptions import (
     ConcurrentSessionUseError,
+    ConfigurationError,
     DatabaseStateError,
     LazyLoadError,
     ReadOnlySessionError,
@@ -20,6 +21,7 @@ from sessionwise.session_class import Session
 
 __all__ = [
     "ConcurrentSessionUseError",
+    "ConfigurationError",
     "Database",
     "DatabaseConfig",
     "DatabaseSettings",

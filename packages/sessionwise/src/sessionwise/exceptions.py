@@ -3,6 +3,7 @@
 Every error the toolkit raises on purpose derives from :class:`SessionwiseError`::
 
     SessionwiseError
+    ├── ConfigurationError            no database URL, or options that cannot work together
     ├── DatabaseStateError            the Database was used before start() or after close()
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
     ├── ReadOnlySessionError          a read_session() tried to flush changes
@@ -21,6 +22,7 @@ from sqlalchemy.exc import MissingGreenlet
 
 __all__ = [
     "ConcurrentSessionUseError",
+    "ConfigurationError",
     "DatabaseStateError",
     "LazyLoadError",
     "ReadOnlySessionError",
@@ -31,6 +33,10 @@ __all__ = [
 
 class SessionwiseError(Exception):
     """Base class of every error sessionwise raises on purpose."""
+
+
+class ConfigurationError(SessionwiseError, ValueError):
+    """The options do not describe a usable `Database`, e.g. no URL was given anywhere."""
 
 
 class DatabaseStateError(SessionwiseError, RuntimeError):
