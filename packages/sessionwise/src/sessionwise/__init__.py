@@ -19,6 +19,9 @@ from sessionwise.exceptions import (
 from sessionwise.pool_status import PoolStatus
 from sessionwise.session_class import Session
 
+# The one version source: the build reads it into the metadata (tool.hatch.version).
+__version__ = "0.2.0.dev0"
+
 __all__ = [
     "ConcurrentSessionUseError",
     "ConfigurationError",
@@ -33,5 +36,6 @@ __all__ = [
     "Session",
     "SessionwiseError",
     "WriteQueueTimeoutError",
+    "__version__",
     "classify",
 ]
