@@ -44,9 +44,13 @@ def _wheel_problems(wheel: Path, package: str, version: str) -> list[str]:
         problems.append(f"License-Expression {metadata['License-Expression']!r}")
     if metadata["Description-Content-Type"] != "text/markdown":
         problems.append("long description is not Markdown")
-    readme = (ROOT / "packages" / package / "README.md").read_text()
-    if metadata.get_payload().strip() != readme.strip() or len(readme.splitlines()) < 30:
-        problems.append("long description is not the package README (or the README is a stub)")
+    readme_path = ROOT / "packages" / package / "README.md"
+    readme = readme_path.read_text() if readme_path.is_file() else ""
+    description = metadata.get_payload()
+    if not isinstance(description, str) or description.strip() != readme.strip():
+        problems.append("long description is not the package README")
+    if len(readme.splitlines()) < 30:
+        problems.append("the package README is a stub")
     classifiers = metadata.get_all("Classifier") or []
     problems += [f"classifier {c!r} missing" for c in REQUIRED_CLASSIFIERS if c not in classifiers]
     for field in ("Summary", "Requires-Python", "Keywords"):
