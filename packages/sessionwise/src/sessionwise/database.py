@@ -90,7 +90,9 @@ class Database:
         session_class: type[AsyncSession] = Session,
         **options: Any,
     ) -> None:
-        base = settings.model_dump() if settings is not None else {}
+        # Only what was set: which options were chosen matters (idle_in_transaction_timeout
+        # behind PgBouncer), and the defaults are DatabaseConfig's anyway.
+        base = settings.model_dump(exclude_unset=True) if settings is not None else {}
         if url is not None:
             base["url"] = url
         self.config = DatabaseConfig.model_validate({**base, **options})
