@@ -3,7 +3,8 @@
 `smoke/install.sh` copies this file into a temporary directory outside the repository and
 runs it with the Python of a fresh virtualenv that has only the wheel (and its extras), so the
 workspace's sources cannot be imported by accident. It checks that, and then one create and
-read round trip and one mapped database error over httpx's ASGI transport.
+read round trip and one mapped database error over httpx's ASGI transport, on the session
+class sessionwise falls back to without SQLModel.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionwise import Database
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import AsyncSessionDep
 
 
 class Base(DeclarativeBase):
@@ -40,7 +41,7 @@ app = FastAPI(lifespan=db.lifespan)  # starts the engine on startup, disposes it
 
 
 @app.post("/notes", status_code=201)
-async def create_note(text: str, session: SessionDep) -> dict[str, int]:
+async def create_note(text: str, session: AsyncSessionDep) -> dict[str, int]:
     note = Note(text=text)
     session.add(note)
     await session.flush()  # the id now; the commit runs before the 201 is sent
@@ -48,7 +49,7 @@ async def create_note(text: str, session: SessionDep) -> dict[str, int]:
 
 
 @app.get("/notes/{note_id}")
-async def read_note(note_id: int, session: SessionDep) -> dict[str, str]:
+async def read_note(note_id: int, session: AsyncSessionDep) -> dict[str, str]:
     text = await session.scalar(select(Note.text).where(Note.id == note_id))
     if text is None:
         raise HTTPException(404, "no such note")
@@ -67,6 +68,12 @@ def _installed_from_the_wheel() -> None:
     for path in map(Path, sys.path):
         if (path / "packages" / "sessionwise").is_dir():
             raise SystemExit(f"the repository is on sys.path ({path}): not a clean install")
+    try:  # installed without the sqlmodel extra: the fallback session class is in use
+        import sqlmodel  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("sqlmodel is installed: the smoke install must run without it")
     print(f"sessionwise {sessionwise.__version__} from {where.parent}")
 
 

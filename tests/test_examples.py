@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise import LazyLoadError
 
@@ -141,3 +142,30 @@ def test_every_after_snippet_of_the_guide_is_example_code() -> None:
         assert snippet in source, (
             f"docs/migrating.md shows code that {path} does not have:\n{snippet}"
         )
+
+
+async def test_plain_sqlalchemy_app_and_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOOKMARKS_DB_URL", f"sqlite+aiosqlite:///{tmp_path / 'bookmarks.db'}")
+    plain_app = importlib.import_module("examples.plain_app")
+    app = plain_app.app
+    async with plain_app.lifespan(app):
+        async with plain_app.db.session() as session:  # a plain SQLAlchemy session, no exec()
+            assert type(session).__mro__[1] is AsyncSession
+            assert not hasattr(session, "exec")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://plain") as client:
+            data = {"url": "https://docs.sqlalchemy.org", "title": "SQLAlchemy docs"}
+            created = await client.post("/bookmarks", json=data)
+            assert created.status_code == 201
+            assert (await client.post("/bookmarks", json=data)).status_code == 409
+            bookmark = (await client.get(f"/bookmarks/{created.json()['id']}")).json()
+            assert bookmark["title"] == "SQLAlchemy docs"
+            found = await client.get("/bookmarks", params={"q": "docs"})
+            assert [item["id"] for item in found.json()] == [bookmark["id"]]
+            assert (await client.get("/bookmarks/99")).status_code == 404
+
+            assert await plain_app.count_bookmarks() == 1
+            assert await plain_app.forget("SQLAlchemy") == [bookmark["id"]]
+            assert (await client.get("/bookmarks")).json() == []

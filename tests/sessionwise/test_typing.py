@@ -2,8 +2,8 @@
 
 `make test` runs mypy over examples/ (one app per session flavour); this test shows that the
 check can fail: mypy, run on snippets, reports ``session.exec`` on a plain `AsyncSession`
-(which does not exist at run time) and a wrongly typed ``execute()`` result, and accepts
-the same code written correctly.
+(from ``db.read_session()`` or ``AsyncSessionDep``; it does not exist at run time) and a
+wrongly typed ``execute()`` result, and accepts the same code written correctly.
 """
 
 from __future__ import annotations
@@ -61,17 +61,24 @@ async def counted() -> int:
 )
 
 WRONG = (
-    COMMON
+    COMMON.replace(
+        "from sessionwise import Database\n",
+        "from sessionwise import Database\nfrom sessionwise.fastapi import AsyncSessionDep\n",
+    )
     + """
 
 async def names() -> list[str]:
     async with plain.read_session() as session:
-        return list((await session.exec(select(Item.name))).all())  # line 24
+        return list((await session.exec(select(Item.name))).all())  # line 25
 
 
 async def first_name() -> int | None:
     async with default.session() as session:
-        return (await session.execute(select(Item.name))).scalar_one_or_none()  # line 29
+        return (await session.execute(select(Item.name))).scalar_one_or_none()  # line 30
+
+
+async def route(session: AsyncSessionDep) -> list[str]:
+    return list((await session.exec(select(Item.name))).all())  # line 34
 """
 )
 
@@ -105,7 +112,9 @@ def test_mypy_reports_what_would_fail_at_run_time(tmp_path: Path) -> None:
     (tmp_path / "wrong.py").write_text(WRONG)
     output = _mypy(tmp_path, "right.py", "wrong.py")
     errors = sorted(set(re.findall(r"^(\w+\.py):(\d+): error: .*\[([\w-]+)\]$", output, re.M)))
-    assert errors == [("wrong.py", "24", "attr-defined"), ("wrong.py", "29", "return-value")], (
-        output
-    )
+    assert errors == [
+        ("wrong.py", "25", "attr-defined"),  # session.exec on db.read_session()
+        ("wrong.py", "30", "return-value"),  # execute() result typed by the statement
+        ("wrong.py", "34", "attr-defined"),  # session.exec on AsyncSessionDep
+    ], output
     assert '"AsyncSession" has no attribute "exec"' in output
