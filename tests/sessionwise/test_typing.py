@@ -38,7 +38,14 @@ default = Database("sqlite+aiosqlite://")
 """
 
 RIGHT = (
-    COMMON
+    """\
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from sessionwise.fastapi import SessionStreamingResponse, database_dependencies
+from sessionwise.testing import isolated
+"""
+    + COMMON
     + """
 
 async def names() -> list[str]:
@@ -57,6 +64,24 @@ async def count(session: AsyncSession) -> int:
 
 async def counted() -> int:
     return await plain.run_transaction(count)
+
+
+# The adapters take either flavour of Database.
+plain_dependencies = database_dependencies(plain)
+PlainSession = Annotated[AsyncSession, plain_dependencies.session]
+
+
+async def rows(session: AsyncSession) -> AsyncIterator[str]:
+    yield "row"
+
+
+def export() -> SessionStreamingResponse:
+    return SessionStreamingResponse(plain, rows)
+
+
+async def isolated_plain() -> None:
+    async with isolated(plain):
+        pass
 """
 )
 

@@ -44,7 +44,7 @@ __all__ = ["api_client", "db_session", "isolated", "isolated_db"]
 
 
 @asynccontextmanager
-async def isolated(db: Database) -> AsyncIterator[AsyncConnection]:
+async def isolated(db: Database[Any]) -> AsyncIterator[AsyncConnection]:
     """Join every session *db* opens to one transaction, rolled back when the block ends."""
     async with db.engine.connect() as connection:
         transaction = await connection.begin()
