@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from sessionwise import Database
 from taskyard import health, problem_docs
 from taskyard.body_limit import BodyLimitMiddleware
+from taskyard.idempotency import describe_retention, install_idempotency, purge_periodically
 from taskyard.pagination import CursorCodec
 from taskyard.problems import Problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
@@ -45,16 +47,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with create_database(settings).lifespan(app):
+        db = create_database(settings)
+        async with db.lifespan(app), anyio.create_task_group() as background:
+            # Off the request path, in sessions of its own; it logs its failures and never
+            # raises, so it cannot take the server down.
+            background.start_soon(
+                purge_periodically, db, idempotency, settings.idempotency_purge_interval
+            )
             yield
+            background.cancel_scope.cancel()
 
     app = FastAPI(
         title="taskyard",
         version=version("taskyard"),
         summary="A task queue for teams and their agents.",
+        description=describe_retention(settings),
         lifespan=lifespan,
     )
     app.state.settings = settings
+    idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
     install_problem_handlers(app)
