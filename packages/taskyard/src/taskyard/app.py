@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from sessionwise import Database
 from taskyard import health, problem_docs
 from taskyard.body_limit import BodyLimitMiddleware
-from taskyard.idempotency import describe_retention, install_idempotency, purge_periodically
+from taskyard.idempotency import describe_retention, install_idempotency, purging
 from taskyard.pagination import CursorCodec
 from taskyard.problems import Problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
@@ -48,14 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_database(settings)
-        async with db.lifespan(app), anyio.create_task_group() as background:
-            # Off the request path, in sessions of its own; it logs its failures and never
-            # raises, so it cannot take the server down.
-            background.start_soon(
-                purge_periodically, db, idempotency, settings.idempotency_purge_interval
-            )
+        # The purge runs off the request path, in sessions of its own; it logs its failures
+        # and never raises, so it cannot take the server down.
+        interval = settings.idempotency_purge_interval
+        async with db.lifespan(app), purging(db, idempotency, interval):
             yield
-            background.cancel_scope.cancel()
 
     app = FastAPI(
         title="taskyard",

@@ -7,7 +7,10 @@ and, in the server, by `purge_periodically` from the lifespan.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = [
     "idempotent",
     "install_idempotency",
     "purge_periodically",
+    "purging",
 ]
 
 logger = logging.getLogger("taskyard")
@@ -123,3 +127,19 @@ async def purge_periodically(db: Database, store: IdempotencyStore, interval: fl
             await store.purge(db)
         except Exception:  # logged, and tried again next time: the server must keep serving
             logger.exception("purging expired idempotency records failed")
+
+
+@contextlib.asynccontextmanager
+async def purging(db: Database, store: IdempotencyStore, interval: float) -> AsyncIterator[None]:
+    """`purge_periodically` in the background while the block runs (the server's lifespan).
+
+    A plain task rather than a task group around the lifespan's ``yield``: an error thrown
+    into the lifespan then reaches the server as itself, not inside an exception group.
+    """
+    task = asyncio.create_task(purge_periodically(db, store, interval))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
