@@ -220,6 +220,11 @@ def _advisory_lock_id(table: str, request: KeyedRequest) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+def _utc(now: datetime | None) -> datetime:
+    # In UTC always: SQLite stores a DateTime as its wall-clock text, compared as text.
+    return datetime.now(UTC) if now is None else now.astimezone(UTC)
+
+
 class IdempotencyStore:
     """Looks up, saves and purges idempotency records in a table from `idempotency_table`.
 
@@ -246,7 +251,7 @@ class IdempotencyStore:
             IdempotencyKeyReusedError: the key was used for a different request.
             IdempotencyKeyInUseError: PostgreSQL: a request with the key is running.
         """
-        now = now or datetime.now(UTC)
+        now = _utc(now)
         table = self.table
         match = and_(
             table.c.scope == request.scope,
@@ -298,7 +303,7 @@ class IdempotencyStore:
             IdempotencyKeyInUseError: another request with the key committed meanwhile (its
                 effect stands; this transaction must roll back, and the retry replays it).
         """
-        now = now or datetime.now(UTC)
+        now = _utc(now)
         table = self.table
         values: dict[str, Any] = {
             "scope": request.scope,
@@ -335,7 +340,7 @@ class IdempotencyStore:
         Short transactions keep locks brief: on SQLite a batch holds the write lock for one
         small DELETE, so requests wait at most that long. Returns how many were deleted.
         """
-        now = now or datetime.now(UTC)
+        now = _utc(now)
         table = self.table
         expired = (
             select(table.c.scope, table.c.key).where(table.c.expires_at <= now).limit(batch_size)
