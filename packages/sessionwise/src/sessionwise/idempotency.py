@@ -34,15 +34,19 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
+    Insert,
     Integer,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     String,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -220,6 +224,43 @@ def _advisory_lock_id(table: str, request: KeyedRequest) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The lookup and the save of one table on one dialect, built once."""
+
+    lookup: Select[Any]
+    save: Insert
+    locks: bool  # PostgreSQL: the lookup also tries the key's advisory lock
+
+    @classmethod
+    def build(cls, table: Table, dialect: str) -> _Statements:
+        match = and_(
+            table.c.scope == bindparam("scope"),
+            table.c.key == bindparam("key"),
+            table.c.expires_at > bindparam("now"),
+        )
+        record = (table.c.fingerprint, table.c.status, table.c.headers, table.c.body)
+        locks = dialect == "postgresql"
+        if locks:
+            # The lock and the lookup in one round trip: one row always (the LEFT JOIN), the
+            # lock attempted whether or not a record exists. Held until the transaction ends.
+            one = select(literal(1).label("one")).subquery("one")
+            lock = func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger))
+            lookup = select(lock.label("free"), *record).select_from(one.outerjoin(table, match))
+        else:
+            lookup = select(*record).where(match)
+        insert = postgresql_insert if locks else sqlite_insert
+        statement = insert(table)
+        # An expired record is replaced; a live one (a concurrent request that won) is not,
+        # and then no row is written: rowcount 0.
+        save = statement.on_conflict_do_update(
+            index_elements=[table.c.scope, table.c.key],
+            set_={column.name: statement.excluded[column.name] for column in table.columns},
+            where=table.c.expires_at <= bindparam("expired_by"),
+        )
+        return cls(lookup=lookup, save=save, locks=locks)
+
+
 def _utc(now: datetime | None) -> datetime:
     # In UTC always: SQLite stores a DateTime as its wall-clock text, compared as text.
     return datetime.now(UTC) if now is None else now.astimezone(UTC)
@@ -227,6 +268,10 @@ def _utc(now: datetime | None) -> datetime:
 
 class IdempotencyStore:
     """Looks up, saves and purges idempotency records in a table from `idempotency_table`.
+
+    Its statements are built once, per dialect, and take every value as a bound parameter,
+    so SQLAlchemy finds them in its compiled cache (building an ``INSERT ... ON CONFLICT``
+    anew costs more CPU than running it).
 
     Args:
         table: The table.
@@ -239,6 +284,13 @@ class IdempotencyStore:
             raise ValueError("retention must be positive")
         self.table = table
         self.retention = retention
+        self._statements: dict[str, _Statements] = {}
+
+    def _for(self, dialect: str) -> _Statements:
+        statements = self._statements.get(dialect)
+        if statements is None:
+            statements = self._statements[dialect] = _Statements.build(self.table, dialect)
+        return statements
 
     async def lookup(
         self, session: AsyncSession, request: KeyedRequest, *, now: datetime | None = None
@@ -251,27 +303,13 @@ class IdempotencyStore:
             IdempotencyKeyReusedError: the key was used for a different request.
             IdempotencyKeyInUseError: PostgreSQL: a request with the key is running.
         """
-        now = _utc(now)
-        table = self.table
-        match = and_(
-            table.c.scope == request.scope,
-            table.c.key == request.key,
-            table.c.expires_at > now,
-        )
-        record = (table.c.fingerprint, table.c.status, table.c.headers, table.c.body)
         connection = await session.connection()
-        free = True
-        row: Any  # a Row of the record's columns (and "free"), or None
-        if connection.dialect.name == "postgresql":
-            # The lock and the lookup in one round trip: one row always (the LEFT JOIN), the
-            # lock attempted whether or not a record exists. Held until the transaction ends.
-            one = select(literal(1).label("one")).subquery("one")
-            lock = func.pg_try_advisory_xact_lock(_advisory_lock_id(table.name, request))
-            statement = select(lock.label("free"), *record).select_from(one.outerjoin(table, match))
-            row = (await connection.execute(statement)).one()
-            free = bool(row.free)
-        else:
-            row = (await connection.execute(select(*record).where(match))).first()
+        statements = self._for(connection.dialect.name)
+        params = {"scope": request.scope, "key": request.key, "now": _utc(now)}
+        if statements.locks:
+            params["lock_id"] = _advisory_lock_id(self.table.name, request)
+        row: Any = (await connection.execute(statements.lookup, params)).first()
+        free = bool(row.free) if statements.locks else True
         if row is None or row.fingerprint is None:
             if not free:
                 raise IdempotencyKeyInUseError(
@@ -304,8 +342,8 @@ class IdempotencyStore:
                 effect stands; this transaction must roll back, and the retry replays it).
         """
         now = _utc(now)
-        table = self.table
-        values: dict[str, Any] = {
+        connection = await session.connection()
+        params = {
             "scope": request.scope,
             "key": request.key,
             "fingerprint": request.fingerprint,
@@ -314,18 +352,9 @@ class IdempotencyStore:
             "body": answer.body,
             "created_at": now,
             "expires_at": now + self.retention,
+            "expired_by": now,
         }
-        connection = await session.connection()
-        insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(table).values(values)
-        # An expired record is replaced; a live one (a concurrent request that won) is not,
-        # and then no row is written: rowcount 0.
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.scope, table.c.key],
-            set_={name: statement.excluded[name] for name in values},
-            where=table.c.expires_at <= now,
-        )
-        result = await connection.execute(statement)
+        result = await connection.execute(self._for(connection.dialect.name).save, params)
         if result.rowcount != 1:
             raise IdempotencyKeyInUseError(
                 f"{IDEMPOTENCY_KEY_HEADER}: a request with this key completed meanwhile; "
