@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -111,12 +111,15 @@ class DatabaseSettings(BaseSettings, DatabaseConfig):
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="SESSIONWISE_")
 
-    def __init__(self, **values: Any) -> None:
-        super().__init__(**values)
-        if self.url is None:
-            prefix = values.get("_env_prefix") or self.model_config.get("env_prefix", "")
-            raise ConfigurationError(
-                f"no database URL: set the environment variable {prefix}URL (e.g. "
-                f"{prefix}URL=postgresql+asyncpg://user@host/db), or pass "
-                "DatabaseSettings(url=...)"
-            )
+    if not TYPE_CHECKING:  # type checkers keep the typed __init__ pydantic-settings makes
+
+        def __init__(self, **values: Any) -> None:
+            super().__init__(**values)
+            if self.url is None:
+                # The prefix in use: the caller's _env_prefix, else the class's.
+                prefix = values.get("_env_prefix") or self.model_config.get("env_prefix", "")
+                raise ConfigurationError(
+                    f"no database URL: set the environment variable {prefix}URL (e.g. "
+                    f"{prefix}URL=postgresql+asyncpg://user@host/db), or pass "
+                    "DatabaseSettings(url=...)"
+                )
