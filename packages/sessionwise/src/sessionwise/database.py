@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from sessionwise.app_hooks import run_app_hooks
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import is_retryable
 from sessionwise.exceptions import DatabaseStateError
@@ -198,13 +199,15 @@ class Database:
         """An ASGI lifespan: start on startup, close on shutdown, publish on ``app.state``.
 
         Pass it as ``FastAPI(lifespan=db.lifespan)``, or enter it from your own lifespan with
-        ``async with db.lifespan(app):``.
+        ``async with db.lifespan(app):``. Imported adapters set the app up here too
+        (`sessionwise.app_hooks`: `sessionwise.fastapi` installs its error handlers).
         """
         await self.start()
         state = getattr(app, "state", None)
         if state is not None:
             state.sessionwise_database = self
         try:
+            run_app_hooks(app, self)  # e.g. sessionwise.fastapi's error handlers (app_hooks.py)
             yield
         finally:
             await self.close()

@@ -7,17 +7,12 @@ dependency here uses the function scope, so the commit happens after the endpoin
 response serialization) and before a single byte goes out; a failed commit becomes the
 response.
 
-Database failures are turned into answers a client can act on:
+Database failures propagate from here as the exceptions they are; the exception handlers of
+`sessionwise.fastapi.errors` answer them, on these routes and on every other alike.
 
-* no connection within ``pool_timeout``, database unreachable, SQLite lock timeout,
-  serialization conflict -> ``503`` with ``Retry-After``;
-* ``statement_timeout`` -> ``504``;
-* a constraint refusing the change -> ``409``.
-
-Anything else propagates unchanged (a 500 is a bug to fix, not to hide). One is unwrapped so
-that it names its cause: a relationship that response serialization tried to lazy-load
-surfaces as the `LazyLoadError` naming ``Model.attribute``, not as the generic
-``ResponseValidationError`` pydantic makes of it.
+One error is unwrapped so that it names its cause: a relationship that response
+serialization tried to lazy-load surfaces as the `LazyLoadError` naming ``Model.attribute``,
+not as the generic ``ResponseValidationError`` pydantic makes of it.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from fastapi.exceptions import ResponseValidationError
 
 from sessionwise.database import Database
 from sessionwise.exceptions import DatabaseStateError
-from sessionwise.fastapi.errors import failures_as_http_errors
 from sessionwise.guards import refused_lazy_load
 from sessionwise.session_class import Session
 
@@ -75,13 +69,13 @@ def _lazy_loads_unwrapped(session: Session) -> Iterator[None]:
 
 
 async def _session(db: DatabaseDep) -> AsyncIterator[Session]:
-    async with failures_as_http_errors(db), db.session() as session:
+    async with db.session() as session:
         with _lazy_loads_unwrapped(session):
             yield session
 
 
 async def _read_session(db: DatabaseDep) -> AsyncIterator[Session]:
-    async with failures_as_http_errors(db), db.read_session() as session:
+    async with db.read_session() as session:
         with _lazy_loads_unwrapped(session):
             yield session
 
