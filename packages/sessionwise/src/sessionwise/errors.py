@@ -23,7 +23,15 @@ from sqlalchemy import exc
 
 from sessionwise.exceptions import SessionwiseError, WriteQueueTimeoutError
 
-__all__ = ["Failure", "cause", "classify", "is_retryable", "sqlite_result_code", "sqlstate"]
+__all__ = [
+    "Failure",
+    "cause",
+    "classify",
+    "driver_error",
+    "is_retryable",
+    "sqlite_result_code",
+    "sqlstate",
+]
 
 # PostgreSQL error codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 SERIALIZATION_FAILURE = "40001"
@@ -92,6 +100,12 @@ def _driver_errors(error: BaseException) -> list[BaseException]:
         found.append(candidate)
         candidate = getattr(candidate, "orig", None) or candidate.__cause__
     return found
+
+
+def driver_error(error: BaseException) -> BaseException | None:
+    """The driver's own exception behind a SQLAlchemy error (asyncpg's, sqlite3's), if any."""
+    found = _driver_errors(error)
+    return found[-1] if found else None
 
 
 def sqlstate(error: BaseException) -> str | None:

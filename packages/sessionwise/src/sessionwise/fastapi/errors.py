@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 
 from sessionwise.app_hooks import register_app_hook
 from sessionwise.database import Database
-from sessionwise.errors import Failure, cause, classify
+from sessionwise.errors import Failure, cause, classify, driver_error
 from sessionwise.exceptions import SessionwiseError
 
 __all__ = ["FailureAnswer", "Render", "answer_for", "install_error_handlers"]
@@ -184,9 +184,9 @@ def _log(request: Request, answer: FailureAnswer, error: BaseException) -> None:
     route = request.scope.get("route")
     template = getattr(route, "path", None) or request.url.path
     described = type(error).__name__
-    driver_error = getattr(error, "orig", None)
-    if driver_error is not None:
-        described += f" from {type(driver_error).__name__}"
+    original = driver_error(error)
+    if original is not None:
+        described += f" from {type(original).__name__}"
     code = cause(error)
     if code is not None:
         described += f", {code}"
@@ -197,7 +197,7 @@ def _log(request: Request, answer: FailureAnswer, error: BaseException) -> None:
         request.method,
         template,
         answer.status_code,
-        answer.failure.value,
+        answer.failure.value.replace("_", " "),
         described,
         said,
         extra={
