@@ -30,7 +30,9 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
+import websockets.asyncio.client
+import websockets.exceptions
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -418,12 +420,10 @@ class _Passthrough(BaseHTTPMiddleware):
 
 
 @asynccontextmanager
-async def served_by_uvicorn(app: FastAPI) -> AsyncIterator[str]:
+async def served_by_uvicorn(app: FastAPI, ws: str = "none") -> AsyncIterator[str]:
     """*app* served by uvicorn in this process, its lifespan run through ASGI."""
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", ws="none"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, ws=ws)
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve)
@@ -454,3 +454,29 @@ async def test_the_lifespan_alone_installs_the_handlers_and_keep_alive_clients_g
         assert answers == [EXPECTED["locked"]] * 3
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
             assert answer(await client.post("/session/duplicate")) == EXPECTED["duplicate"]
+
+
+async def test_a_database_failure_in_a_websocket_is_left_to_starlette(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Starlette hands a WebSocket, not a Request, to the exception handlers of websocket
+    # routes, and sends nothing they return: the handler steps aside, and the error reaches
+    # the server as it is (which logs its traceback and drops the connection).
+    db = small_database(sqlite_url)
+    app = build_app(db)
+
+    @app.websocket("/ws")
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async with db.session() as session:
+            await _work(session, "duplicate")
+
+    async with served_by_uvicorn(app, ws="websockets-sansio") as base_url:
+        await _create_schema(db)
+        address = base_url.replace("http://", "ws://") + "/ws"
+        async with websockets.asyncio.client.connect(address) as connection:
+            with pytest.raises(websockets.exceptions.ConnectionClosedError):
+                await connection.recv()
+    errors = [record for record in caplog.records if record.exc_info is not None]
+    assert errors, "uvicorn logs the IntegrityError's traceback"
+    assert isinstance(errors[0].exc_info[1], IntegrityError)

@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from sessionwise.app_hooks import register_app_hook
@@ -142,7 +142,9 @@ class _FailureHandler:
     def __init__(self, render: Render | None) -> None:
         self._render = render
 
-    async def __call__(self, request: Request, error: Exception) -> Response:
+    async def __call__(self, request: HTTPConnection, error: Exception) -> Response:
+        if not isinstance(request, Request):
+            raise error  # a WebSocket: no response to make; Starlette closes it as before
         db = getattr(request.app.state, "sessionwise_database", None)
         retry_after = math.ceil(db.config.pool_timeout) if isinstance(db, Database) else 1
         answer = answer_for(error, retry_after=retry_after)
