@@ -5,10 +5,16 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
     SessionwiseError
     ├── DatabaseStateError            the Database was used before start() or after close()
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
+    │   └── SessionEndedError         a session used after its unit of work ended
+    ├── OpenStreamError               a request's session ended with a streamed result unread
     ├── ReadOnlySessionError          a read_session() tried to flush changes
     ├── WriteQueueTimeoutError        SQLite: no write turn within sqlite_busy_timeout
-    └── LazyLoadError                 an attribute load would need IO outside an awaited call
-                                      (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
+    ├── LazyLoadError                 an attribute load would need IO outside an awaited call
+    │                                 (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
+    └── IdempotencyError              sessionwise.idempotency (defined there):
+        ├── InvalidIdempotencyKeyError    the Idempotency-Key header is not a valid key (400)
+        ├── IdempotencyKeyReusedError     the key was used for a different request (422)
+        └── IdempotencyKeyInUseError      a request with the key is still running (409)
 
 Database failures themselves (pool timeouts, lost connections, integrity errors) are left as
 the SQLAlchemy exceptions they are; :mod:`sessionwise.errors` classifies them by cause
@@ -26,7 +32,9 @@ __all__ = [
     "ConcurrentSessionUseError",
     "DatabaseStateError",
     "LazyLoadError",
+    "OpenStreamError",
     "ReadOnlySessionError",
+    "SessionEndedError",
     "SessionwiseError",
     "WriteQueueTimeoutError",
 ]
@@ -45,6 +53,23 @@ class ConcurrentSessionUseError(SessionwiseError, RuntimeError):
 
     An `AsyncSession` holds one connection and one transaction; two tasks interleaving on it
     corrupt each other's work. Open one session per task (`async with db.session()`).
+    """
+
+
+class SessionEndedError(ConcurrentSessionUseError):
+    """A session was used after its unit of work (its block, or its request) had ended.
+
+    A subclass of `ConcurrentSessionUseError` because the same guard refuses a second task
+    still using a session while its owner ends it; the message says which case it was.
+    """
+
+
+class OpenStreamError(SessionwiseError, RuntimeError):
+    """A request's session ended while a result of ``session.stream()`` was still unread.
+
+    The rows of a streamed result come from a cursor of the session's connection; once the
+    session ends (before the response is sent), a body still reading them would be cut
+    short. Stream with `sessionwise.fastapi.SessionStreamingResponse` instead.
     """
 
 
