@@ -22,7 +22,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, func, select
 
 from sessionwise import Database, Session
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import SessionDep, install_error_handlers
 
 REQUESTS = 120
 CONCURRENCY = 40
@@ -61,6 +61,7 @@ async def write_audit(order_id: int, session: Session) -> None:
 def build_app(db: Database) -> FastAPI:
     app = FastAPI()
     app.state.sessionwise_database = db
+    install_error_handlers(app)  # what db.lifespan would do: no lifespan runs here
 
     @app.post("/orders/in-transaction", status_code=201)
     async def in_transaction(session: SessionDep) -> None:

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from typing_extensions import TypeVar
 
+from sessionwise.app_hooks import run_app_hooks
 from sessionwise.config import DatabaseConfig
-from sessionwise.errors import is_retryable
+from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import ConfigurationError, DatabaseStateError
 from sessionwise.guards import (
     POOL_TURN_KEY,
@@ -238,13 +239,15 @@ class Database(Generic[SessionT]):
         """An ASGI lifespan: start on startup, close on shutdown, publish on ``app.state``.
 
         Pass it as ``FastAPI(lifespan=db.lifespan)``, or enter it from your own lifespan with
-        ``async with db.lifespan(app):``.
+        ``async with db.lifespan(app):``. Imported adapters set the app up here too
+        (`sessionwise.app_hooks`: `sessionwise.fastapi` installs its error handlers).
         """
         await self.start()
         state = getattr(app, "state", None)
         if state is not None:
             state.sessionwise_database = self
         try:
+            run_app_hooks(app, self)  # e.g. sessionwise.fastapi's error handlers (app_hooks.py)
             yield
         finally:
             await self.close()
@@ -351,8 +354,9 @@ class Database(Generic[SessionT]):
     ) -> _T:
         """Run *work* in its own session, re-running it from scratch on a transient conflict.
 
-        Serialization failures and deadlocks (PostgreSQL 40001 / 40P01) and SQLite lock
-        timeouts mean "the same transaction, run again, can succeed". Each attempt gets a
+        Serialization failures and deadlocks (PostgreSQL 40001 / 40P01) and lock waits that
+        ran out (SQLite busy, PostgreSQL 55P03 ``lock_timeout``) mean "the same transaction,
+        run again, can succeed"; each re-run may wait for the lock again. Each attempt gets a
         fresh session, so *work* must do all of its reads inside. Between attempts the wait
         grows exponentially with jitter.
 
@@ -384,7 +388,9 @@ class Database(Generic[SessionT]):
                     log_given_up(work, error, attempt + 1, pending)
                     raise
                 delay = backoff * (2**attempt) * (0.5 + random.random())
-                logger.info("transaction conflict (%s), retry %d in %.3fs", error, attempt, delay)
+                # The cause, not str(error): that carries the SQL and its parameters.
+                reason = cause(error) or type(error).__name__
+                logger.info("transaction conflict (%s), retry %d in %.3fs", reason, attempt, delay)
                 attempt += 1
                 await anyio.sleep(delay)
 

@@ -36,6 +36,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionwise.app_hooks import run_app_hooks
 from sessionwise.database import Database
 from sessionwise.guards import READ_ONLY_KEY
 from sessionwise.session_class import Session
@@ -97,6 +98,7 @@ async def api_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client over the app, whose requests use the test's transaction."""
     sessionwise_app.state.sessionwise_database = isolated_db
+    run_app_hooks(sessionwise_app, isolated_db)  # what the lifespan would do: error handlers
     transport = httpx.ASGITransport(app=sessionwise_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
