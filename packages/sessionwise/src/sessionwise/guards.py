@@ -12,6 +12,10 @@
   ``do_orm_execute`` hook sees the load before any IO starts and raises `LazyLoadError`
   naming the attribute and the fix.
 * Read-only sessions: a ``before_flush`` hook refuses to write.
+
+A session may also carry a `CallGate` (``session.info[CALL_GATE_KEY]``) that every IO call and
+the final close pass through: the test plugin's, which makes sessions of separate tasks take
+turns on the one connection they share (`sessionwise.testing`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from types import FrameType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,10 +37,12 @@ from sqlalchemy.util.concurrency import in_greenlet
 from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
 
 __all__ = [
+    "CALL_GATE_KEY",
     "POOL_TURN_KEY",
     "READ_ONLY_KEY",
     "TURN_KEYS",
     "WRITE_TURN_KEY",
+    "CallGate",
     "guarded_session_class",
     "refused_lazy_load",
     "shut_out_other_tasks",
@@ -45,6 +52,7 @@ READ_ONLY_KEY = "sessionwise.read_only"
 WRITE_TURN_KEY = "sessionwise.write_turn"
 POOL_TURN_KEY = "sessionwise.pool_turn"
 TURN_KEYS = (POOL_TURN_KEY, WRITE_TURN_KEY)
+CALL_GATE_KEY = "sessionwise.call_gate"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -75,6 +83,18 @@ _IDLE = "_sessionwise_idle"
 _CLOSER = "_sessionwise_closer"
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=AsyncSession)
+
+
+class CallGate(Protocol):
+    """What every IO call of a session, and its close, pass through (see the module doc)."""
+
+    def call(self, session: AsyncSession, method: str) -> AbstractAsyncContextManager[None]:
+        """Held while *session* runs its IO method *method*."""
+        ...
+
+    def closing(self, session: AsyncSession) -> AbstractAsyncContextManager[None]:
+        """Held while *session* closes at the end of its unit of work."""
+        ...
 
 
 def _current_task() -> asyncio.Task[Any] | None:
@@ -118,7 +138,11 @@ def _guard(
                 turn = self.info.get(key)
                 if turn is not None and not turn.held:
                     await turn.take()
-            return await method(self, *args, **kwargs)
+            gate: CallGate | None = self.info.get(CALL_GATE_KEY)
+            if gate is None:
+                return await method(self, *args, **kwargs)
+            async with gate.call(self, method.__name__):
+                return await method(self, *args, **kwargs)
         finally:
             setattr(self, _OWNER, None)
             idle.set()
