@@ -10,9 +10,15 @@ failed with ``savepoint "sa_savepoint_2" does not exist`` (issue 9, finding 4).
 `SharedConnectionTurns` is the `CallGate` of those sessions:
 
 * one call at a time on the connection (a driver connection runs one statement at a time);
-* a write session may run when it has not begun yet (its first call pushes its savepoint on
-  top) or when it is on top: one below waits until those above it have closed, and so does its
-  close;
+* a write session that is open runs when it is on top: one below waits until those above it
+  have closed, and so does its close;
+* a write session begins (its first call pushes its savepoint) on top of sessions of its own
+  task and of the tasks it was started from (a request served while the test holds
+  ``db_session``, jobs gathered by a task that holds a session: they await it), and otherwise
+  waits until the sessions of other tasks have closed. Two sibling tasks' write sessions thus
+  run one after the other, so that one's rollback cannot undo what the other committed inside
+  its savepoint. The tasks a task was started from are known from a context variable, which a
+  new task inherits;
 * read sessions have no savepoint (``rollback_only`` join mode: closing one leaves the
   transaction alone) and may run whenever the connection is free. While a read session runs,
   its writes are refused as in production: on PostgreSQL in a ``SAVEPOINT`` with
@@ -28,6 +34,8 @@ session of the test.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +51,10 @@ _READ_SCOPE = "sessionwise_read_only"
 # Methods during which a read session's refusal of writes is not set up: they end or reset
 # its transaction, or (streams) return a cursor that must outlive the call.
 _NO_READ_SCOPE = frozenset({"rollback", "commit", "reset", "stream", "stream_scalars"})
+# The write sessions begun in this task and in the tasks it was started from.
+_begun_here: contextvars.ContextVar[frozenset[weakref.ref[AsyncSession]]] = (
+    contextvars.ContextVar("sessionwise_begun_here", default=frozenset())
+)
 
 
 class SharedConnectionTurns:
@@ -60,7 +72,8 @@ class SharedConnectionTurns:
     @asynccontextmanager
     async def call(self, session: AsyncSession, method: str) -> AsyncIterator[None]:
         read = bool(session.info.get(READ_ONLY_KEY))
-        await self._take(lambda: read or self._may_write(session), session)
+        visible = _begun_here.get()
+        await self._take(lambda: read or self._may_write(session, visible))
         try:
             if self._read_scope is not None and self._read_scope is not session:
                 await self._end_read_scope()
@@ -68,14 +81,15 @@ class SharedConnectionTurns:
                 await self._begin_read_scope(session)
             if not read and session not in self._stack:
                 self._stack.append(session)
+                _begun_here.set(visible | {weakref.ref(session)})
             yield
         finally:
             self._give_back()
 
     @asynccontextmanager
     async def closing(self, session: AsyncSession) -> AsyncIterator[None]:
-        read = bool(session.info.get(READ_ONLY_KEY))
-        await self._take(lambda: read or self._may_write(session), session)
+        # Not begun: nothing to wait for. Begun: on top, so its savepoint ends last.
+        await self._take(lambda: session not in self._stack or self._stack[-1] is session)
         try:
             if self._read_scope is not None:
                 await self._end_read_scope()
@@ -87,10 +101,14 @@ class SharedConnectionTurns:
 
     # -- turns -----------------------------------------------------------------------------
 
-    def _may_write(self, session: AsyncSession) -> bool:
-        return session not in self._stack or self._stack[-1] is session
+    def _may_write(
+        self, session: AsyncSession, visible: frozenset[weakref.ref[AsyncSession]]
+    ) -> bool:
+        if session in self._stack:
+            return self._stack[-1] is session
+        return all(weakref.ref(below) in visible for below in self._stack)
 
-    async def _take(self, may_run: Callable[[], bool], session: AsyncSession) -> None:
+    async def _take(self, may_run: Callable[[], bool]) -> None:
         if not self._busy and not self._waiters and may_run():
             self._busy = True
             return
