@@ -52,8 +52,8 @@ _READ_SCOPE = "sessionwise_read_only"
 # its transaction, or (streams) return a cursor that must outlive the call.
 _NO_READ_SCOPE = frozenset({"rollback", "commit", "reset", "stream", "stream_scalars"})
 # The write sessions begun in this task and in the tasks it was started from.
-_begun_here: contextvars.ContextVar[frozenset[weakref.ref[AsyncSession]]] = (
-    contextvars.ContextVar("sessionwise_begun_here", default=frozenset())
+_begun_here: contextvars.ContextVar[frozenset[weakref.ref[AsyncSession]]] = contextvars.ContextVar(
+    "sessionwise_begun_here", default=frozenset()
 )
 
 
