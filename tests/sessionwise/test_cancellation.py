@@ -37,7 +37,7 @@ from tests.support.waiting import wait_until
 TOTAL = 300  # cancelled sessions or requests per test
 WAVE = 10  # at once: the pool's 5 + 5 overflow connections, all of them in use
 LONG_QUERY = 30.0  # seconds: PostgreSQL queries that only a cancellation ends
-SQLITE_QUERY = 0.02  # SQLite's worker thread cannot be interrupted; it finishes the query
+SQLITE_QUERY = 0.02  # seconds of a Python sleep, which no interrupt can cut short
 CANCEL_AFTER = 0.05  # seconds into the query (PostgreSQL) or commit
 SQLITE_CANCEL_AFTER = 0.005
 
@@ -510,3 +510,47 @@ async def test_sqlite_requests_cancelled_by_client_timeout_leak_nothing(
             await _in_waves(lambda: one(client))
             assert timed_out == TOTAL
             await _assert_sqlite_released(sqlite_db)
+
+
+# A statement SQLite runs for about half a minute; only sqlite3_interrupt() ends it early.
+_LONG_SQLITE_STATEMENT = (
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+async def test_sqlite_statement_cancelled_mid_run_releases_the_write_lock_at_once(
+    sqlite_url: str, where: str
+) -> None:
+    # Issue 9, finding 9: a cancelled statement ran on in aiosqlite's thread, and the
+    # session's close waited behind it with the write lock (and the write turn) held: the
+    # next writer failed after its busy timeout. Here the next writer starts as soon as the
+    # first is cancelled, with every wait bounded at 1 s, far below the statement's run time.
+    url = sqlite_url if where == "file" else "sqlite+aiosqlite://"
+    db = Database(url, session_class=AsyncSession, sqlite_busy_timeout=1.0, pool_timeout=1.0)
+    cancelled = anyio.Event()
+
+    async def first_writer() -> None:
+        with anyio.move_on_after(0.3) as scope:
+            async with db.session() as session:
+                await session.execute(text("INSERT INTO cancel_item (note) VALUES ('first')"))
+                await session.execute(text(_LONG_SQLITE_STATEMENT))
+        assert scope.cancelled_caught
+
+    async def next_writer() -> None:
+        await anyio.sleep(0.35)  # the first one's cancellation is under way
+        cancelled.set()
+        async with db.session() as session:
+            await session.execute(text("INSERT INTO cancel_item (note) VALUES ('next')"))
+
+    async with db:
+        await _create_schema(db, SQLITE_SCHEMA[:1])  # the table, without the slow trigger
+        async with anyio.create_task_group() as group:
+            group.start_soon(first_writer)
+            group.start_soon(next_writer)
+        assert cancelled.is_set()
+        async with db.read_session() as session:
+            notes = (await session.scalars(text("SELECT note FROM cancel_item"))).all()
+        assert notes == ["next"]  # the cancelled transaction was rolled back, the next kept
+        assert db.pool_status().checked_out == 0

@@ -29,6 +29,7 @@ import asyncio
 import functools
 import sqlite3
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -81,7 +82,9 @@ def _aiosqlite_connection_class() -> type[aiosqlite.Connection]:
     import aiosqlite  # imported late: the sqlite extra is optional
 
     class SingleStopConnection(aiosqlite.Connection):
-        """An aiosqlite connection whose ``stop()`` queues one shutdown, however often called.
+        """An aiosqlite connection that stops once and interrupts cancelled statements.
+
+        ``stop()`` queues one shutdown, however often called.
 
         SQLAlchemy hard-closes a connection whose query was cancelled: it starts a graceful
         ``close()`` in a shielded task and, when the cancellation interrupts the wait, calls
@@ -98,14 +101,56 @@ def _aiosqlite_connection_class() -> type[aiosqlite.Connection]:
                 self._stopping = super().stop()
             return self._stopping
 
+        # The call running in the worker thread right now, as a one-item list whose item
+        # turns True when the awaiting task is cancelled (read by `_abort_if_cancelled`).
+        _call_in_thread: list[bool] | None = None
+
+        async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            # A cancelled await does not stop the worker thread: the statement runs on to its
+            # end, holding its locks (for a write transaction, the write lock), and the
+            # connection's close waits behind it in the same thread (issue 9, finding 9).
+            # So each call carries a flag that the cancellation raises and SQLite's progress
+            # handler reads while the statement runs, aborting it with SQLITE_INTERRUPT.
+            # Not sqlite3_interrupt(): its flag stays set while any statement is pending
+            # (a SELECT whose rows were never fetched), and would abort the ROLLBACK that
+            # closing the connection runs next (SQLite docs, "Interrupt A Long-Running Query").
+            cancelled = [False]
+
+            def run() -> Any:
+                self._call_in_thread = cancelled
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._call_in_thread = None
+
+            try:
+                return await super()._execute(run)  # type: ignore[no-untyped-call]
+            except asyncio.CancelledError:
+                cancelled[0] = True
+                raise
+
+        def _abort_if_cancelled(self) -> int:
+            call = self._call_in_thread
+            return 1 if call is not None and call[0] else 0
+
     return SingleStopConnection
+
+
+# SQLite calls the progress handler every this many virtual machine instructions: often
+# enough to stop a long statement within microseconds, and never for a short one.
+_PROGRESS_EVERY = 1000
 
 
 def _connect_aiosqlite(database: str, **kwargs: Any) -> aiosqlite.Connection:
     """``aiosqlite.connect()`` with `SingleStopConnection` (SQLAlchemy's ``async_creator_fn``)."""
-    connection = _aiosqlite_connection_class()(
-        functools.partial(sqlite3.connect, database, **kwargs), iter_chunk_size=64
-    )
+
+    def connect() -> sqlite3.Connection:  # runs in the connection's worker thread
+        dbapi_connection: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+        abort: Callable[[], int] = getattr(connection, "_abort_if_cancelled")  # noqa: B009
+        dbapi_connection.set_progress_handler(abort, _PROGRESS_EVERY)
+        return dbapi_connection
+
+    connection = _aiosqlite_connection_class()(connect, iter_chunk_size=64)
     # A daemon worker thread, as SQLAlchemy makes it for the connections it creates itself:
     # a connection never closed must not keep the interpreter from exiting.
     connection._thread.daemon = True
