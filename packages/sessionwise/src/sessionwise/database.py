@@ -462,4 +462,10 @@ async def _begin_at(session: Session, isolation_level: str) -> None:
                 level,
             )
         return
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite" and isolation_level == "SERIALIZABLE":
+        # SQLite's transactions are serializable already; setting the level would also switch
+        # the pooled connection into the driver's implicit BEGIN (pysqlite dialect,
+        # set_isolation_level), which the SQLite profile turned off.
+        return
     await session.connection(execution_options={"isolation_level": isolation_level})
