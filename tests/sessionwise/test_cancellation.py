@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionwise import Database
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import AsyncSessionDep
 from tests.support.pg_activity import settled_states
 from tests.support.waiting import wait_until
 
@@ -337,7 +337,7 @@ def _sleep_app(
     app = FastAPI(lifespan=db.lifespan)
 
     @app.get("/sleep")
-    async def sleep(session: SessionDep) -> dict[str, bool]:
+    async def sleep(session: AsyncSessionDep) -> dict[str, bool]:
         await session.connection()
         outcome["querying"] += 1
         if arrivals:
@@ -347,7 +347,7 @@ def _sleep_app(
         return {"slept": True}
 
     @app.post("/items", status_code=201)
-    async def create_item(session: SessionDep) -> dict[str, bool]:
+    async def create_item(session: AsyncSessionDep) -> dict[str, bool]:
         session.add(CancelItem(note="request"))
         await session.flush()  # the INSERT runs here; COMMIT runs after the endpoint
         outcome["committing"] += 1

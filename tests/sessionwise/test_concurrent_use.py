@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, func, select
 
 from sessionwise import ConcurrentSessionUseError, Database, Session
+from sessionwise.exceptions import SessionEndedError
 
 REPEATS = 50
 
@@ -140,6 +140,10 @@ async def test_session_used_after_its_block_raises_instead_of_leaking(db: Databa
     async with db.session() as session:
         assert await session.scalar(text("SELECT 1")) == 1
 
-    with pytest.raises(InvalidRequestError, match="permanently closed"):
+    # SQLAlchemy alone would say "This Session has been permanently closed" (issue 17.2: the
+    # message must say that the unit of work ended, and how to stream past a request).
+    with pytest.raises(SessionEndedError, match="unit of work has ended"):
         await session.scalar(text("SELECT 1"))
+    with pytest.raises(SessionEndedError, match="SessionStreamingResponse"):
+        await session.stream(text("SELECT 1"))
     assert db.pool_status().checked_out == 0

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import anyio
 import asyncpg
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,7 +101,15 @@ async def test_control_without_pgbouncer_mode_the_workload_fails(
     # The same workload with asyncpg's statement caches on: a statement prepared on one server
     # connection is missing (or already there) on the next. This is what pgbouncer=True fixes.
     await _create_table(postgres_url)
-    db = Database(bouncer.url, session_class=AsyncSession, pool_size=CLIENTS, max_overflow=0)
+    # No timeouts as startup parameters either (PgBouncer refuses those outright: the default
+    # idle_in_transaction_timeout would fail every connection before a statement runs).
+    db = Database(
+        bouncer.url,
+        session_class=AsyncSession,
+        pool_size=CLIENTS,
+        max_overflow=0,
+        idle_in_transaction_timeout=None,
+    )
     async with db:
         errors = await _run_workload(db)
     prepared_statement_errors = sum(
@@ -152,3 +160,21 @@ async def test_timeouts_are_set_per_transaction_and_do_not_leak(postgres_url: st
                 assert await other.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
             finally:
                 await other.close()
+
+
+async def test_the_default_idle_timeout_costs_no_statement_behind_pgbouncer(
+    postgres_url: str,
+) -> None:
+    # DatabaseConfig.idle_in_transaction_timeout: its default would be a SET LOCAL in every
+    # transaction here; PgBouncer's idle_transaction_timeout or a role setting do it for free.
+    statements: list[str] = []
+    with running_pgbouncer(postgres_url, pool_size=1) as bouncer:
+        async with Database(bouncer.url, pgbouncer=True) as db:
+            event.listen(
+                db.engine.sync_engine,
+                "before_cursor_execute",
+                lambda _c, _cur, statement, *_: statements.append(statement),
+            )
+            async with db.session() as session:
+                assert await session.scalar(text("SHOW idle_in_transaction_session_timeout")) == "0"
+    assert not [statement for statement in statements if statement.startswith("SET LOCAL")]

@@ -51,12 +51,21 @@ async def test_configured_timeouts_are_applied(postgres_url: str) -> None:
         assert await _show(db, "idle_in_transaction_session_timeout") == "30s"
 
 
-async def test_unconfigured_timeouts_keep_the_server_defaults(
+async def test_unconfigured_statement_timeout_keeps_the_server_default(
     postgres_url: str, pg_admin: asyncpg.Connection
 ) -> None:
     async with Database(postgres_url) as db:
-        for setting in ("statement_timeout", "idle_in_transaction_session_timeout"):
-            assert await _show(db, setting) == await pg_admin.fetchval(f"SHOW {setting}")
+        server_default = await pg_admin.fetchval("SHOW statement_timeout")
+        assert await _show(db, "statement_timeout") == server_default
+
+
+async def test_idle_in_transaction_timeout_is_finite_by_default(postgres_url: str) -> None:
+    # Issue 17.3: a transaction leaked mid-stream sat `idle in transaction` until the process
+    # exited; the server default is off. (Changed from "keeps the server default".)
+    async with Database(postgres_url) as db:
+        assert await _show(db, "idle_in_transaction_session_timeout") == "1min"
+    async with Database(postgres_url, idle_in_transaction_timeout=None) as db:
+        assert await _show(db, "idle_in_transaction_session_timeout") == "0"
 
 
 async def test_client_connection_check_interval_is_set_and_can_be_turned_off(

@@ -34,7 +34,20 @@ class DatabaseConfig(BaseModel):
             without a ping round trip (0: ping on every checkout).
         statement_timeout: PostgreSQL ``statement_timeout`` in seconds (None: server default).
         idle_in_transaction_timeout: PostgreSQL ``idle_in_transaction_session_timeout`` in
-            seconds, a backstop against leaked transactions (None: server default).
+            seconds: the server ends a session that sits inside a transaction without a
+            statement for that long. 60 s by default, as a backstop: a transaction leaked by
+            a bug (or by a client that vanished mid-stream behind middleware that never
+            cleans up, issue 17.3) otherwise holds its locks, its connection and vacuum's
+            horizon until the process exits, while no request or job of a web service
+            legitimately pauses a minute between two statements of one transaction (a
+            running statement is ``statement_timeout``'s business). Raise it, or set None
+            (the server's default, usually off), for jobs that think longer inside a
+            transaction. Behind PgBouncer (``pgbouncer=True``) the default is not applied:
+            there it would cost a ``SET LOCAL`` statement in every transaction; use
+            PgBouncer's ``idle_transaction_timeout`` or ``ALTER ROLE ... SET
+            idle_in_transaction_session_timeout``, or set this option explicitly to pay
+            for the statement. (Without ``pgbouncer=True``, PgBouncer refuses the setting
+            as an unknown startup parameter: every connection fails at once.)
         client_connection_check_interval: PostgreSQL (14+) ``client_connection_check_interval``
             in seconds: how soon the server aborts a running query whose client went away. A
             session cancelled mid-query closes its connection; without this check the query
@@ -68,7 +81,7 @@ class DatabaseConfig(BaseModel):
     pool_pre_ping: bool = True
     pool_pre_ping_idle: float = Field(default=1.0, ge=0)
     statement_timeout: float | None = Field(default=None, gt=0)
-    idle_in_transaction_timeout: float | None = Field(default=None, gt=0)
+    idle_in_transaction_timeout: float | None = Field(default=60.0, gt=0)
     client_connection_check_interval: float | None = Field(default=1.0, gt=0)
     read_sessions: Literal["transaction", "autocommit"] = "transaction"
     read_pool_size: int | None = Field(default=None, ge=1)

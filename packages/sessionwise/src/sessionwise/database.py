@@ -35,6 +35,7 @@ from sessionwise.guards import (
     guarded_session_class,
     shut_out_other_tasks,
 )
+from sessionwise.lost_work import PendingChanges, log_given_up
 from sessionwise.nesting import OpenSessions
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.pool_turns import PoolTurn, PoolTurns
@@ -98,7 +99,9 @@ class Database:
         name: str | None = None,
         **options: Any,
     ) -> None:
-        base = settings.model_dump() if settings is not None else {}
+        # Only what was set: which options were chosen matters (idle_in_transaction_timeout
+        # behind PgBouncer), and the defaults are DatabaseConfig's anyway.
+        base = settings.model_dump(exclude_unset=True) if settings is not None else {}
         if url is not None:
             base["url"] = url
         self.config = DatabaseConfig.model_validate({**base, **options})
@@ -358,16 +361,25 @@ class Database:
             retries: Re-runs after the first attempt.
             backoff: First wait in seconds; doubled for every further attempt.
             isolation_level: e.g. ``"SERIALIZABLE"`` for this transaction only.
+
+        When it gives up (retries used up, or an error no retry can fix), it logs one ERROR
+        record on logger ``sessionwise`` naming *work*, the error and the changes that were
+        rolled back (`sessionwise.lost_work`), then raises the error.
         """
         attempt = 0
         while True:
+            pending = PendingChanges()
             try:
                 async with self.session() as session:
-                    if isolation_level is not None:
-                        await _begin_at(session, isolation_level)
-                    return await work(session)
+                    try:
+                        if isolation_level is not None:
+                            await _begin_at(session, isolation_level)
+                        return await work(session)
+                    finally:
+                        pending = PendingChanges(session)  # before a commit that may fail
             except Exception as error:
                 if attempt >= retries or not is_retryable(error):
+                    log_given_up(work, error, attempt + 1, pending)
                     raise
                 delay = backoff * (2**attempt) * (0.5 + random.random())
                 logger.info("transaction conflict (%s), retry %d in %.3fs", error, attempt, delay)

@@ -6,7 +6,9 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
     ├── DatabaseStateError            the Database was used before start() or after close(),
     │                                 or a second Database was published under one app's name
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
+    │   └── SessionEndedError         a session used after its unit of work ended
     ├── NestedSessionError            a write session opened while the same task has one open
+    ├── OpenStreamError               a request's session ended with a streamed result unread
     ├── ReadOnlySessionError          a read_session() tried to flush changes
     ├── WriteQueueTimeoutError        SQLite: no write turn within sqlite_busy_timeout
     └── LazyLoadError                 an attribute load would need IO outside an awaited call
@@ -26,7 +28,9 @@ __all__ = [
     "DatabaseStateError",
     "LazyLoadError",
     "NestedSessionError",
+    "OpenStreamError",
     "ReadOnlySessionError",
+    "SessionEndedError",
     "SessionwiseError",
     "WriteQueueTimeoutError",
 ]
@@ -56,6 +60,23 @@ class NestedSessionError(SessionwiseError, RuntimeError):
     lock the outer one holds (on an in-memory database, for its only connection). It is a
     programming error, raised at once on every backend and under the test plugin alike: pass
     the open session down, or run independent work in its own task.
+    """
+
+
+class SessionEndedError(ConcurrentSessionUseError):
+    """A session was used after its unit of work (its block, or its request) had ended.
+
+    A subclass of `ConcurrentSessionUseError` because the same guard refuses a second task
+    still using a session while its owner ends it; the message says which case it was.
+    """
+
+
+class OpenStreamError(SessionwiseError, RuntimeError):
+    """A request's session ended while a result of ``session.stream()`` was still unread.
+
+    The rows of a streamed result come from a cursor of the session's connection; once the
+    session ends (before the response is sent), a body still reading them would be cut
+    short. Stream with `sessionwise.fastapi.SessionStreamingResponse` instead.
     """
 
 

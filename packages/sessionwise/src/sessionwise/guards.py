@@ -12,6 +12,10 @@
   ``do_orm_execute`` hook sees the load before any IO starts and raises `LazyLoadError`
   naming the attribute and the fix.
 * Read-only sessions: a ``before_flush`` hook refuses to write.
+* Use after the end: a session is closed for good after its unit of work; any IO call on it
+  afterwards, from any task, raises `SessionEndedError` saying so (and how to stream rows
+  past the end of a request). Streamed results are counted, so that an adapter can refuse to
+  end a unit of work while one is still being read (`open_streams`).
 
 A session may also carry a `CallGate` (``session.info[CALL_GATE_KEY]``) that every IO call and
 the final close pass through: the test plugin's, which makes sessions of separate tasks take
@@ -34,7 +38,12 @@ from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransacti
 from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.util.concurrency import in_greenlet
 
-from sessionwise.exceptions import ConcurrentSessionUseError, LazyLoadError, ReadOnlySessionError
+from sessionwise.exceptions import (
+    ConcurrentSessionUseError,
+    LazyLoadError,
+    ReadOnlySessionError,
+    SessionEndedError,
+)
 
 __all__ = [
     "CALL_GATE_KEY",
@@ -44,6 +53,7 @@ __all__ = [
     "WRITE_TURN_KEY",
     "CallGate",
     "guarded_session_class",
+    "open_streams",
     "refused_lazy_load",
     "shut_out_other_tasks",
 ]
@@ -78,9 +88,12 @@ _IO_METHODS = (
     "run_sync",
 )
 
+_STREAM_METHODS = ("stream", "stream_scalars")
+
 _OWNER = "_sessionwise_owner"
 _IDLE = "_sessionwise_idle"
 _CLOSER = "_sessionwise_closer"
+_STREAMS = "_sessionwise_streams"
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=AsyncSession)
 
@@ -114,13 +127,16 @@ def _guard(
         if owner is task:  # re-entry from the same task, e.g. exec() calling execute()
             return await method(self, *args, **kwargs)
         closer = getattr(self, _CLOSER, None)
-        if closer is not None and closer is not task:
-            raise ConcurrentSessionUseError(
-                f"{method.__name__}() was called on a session whose unit of work (in task "
-                f"{closer.get_name()!r}) has ended, from task "
-                f"{task.get_name() if task else None!r}. A session is one connection and one "
-                "transaction: give every concurrent task its own, e.g. "
-                "`async with db.session() as session:` inside the task."
+        if closer is not None:
+            raise SessionEndedError(
+                f"{method.__name__}() was called on a session whose unit of work has ended "
+                f"(ended in task {closer.get_name()!r}; called from task "
+                f"{task.get_name() if task else None!r}): its transaction is over and its "
+                "connection is back in the pool. A session lives exactly as long as its "
+                "`async with db.session()` block, or, in FastAPI, its request (SessionDep "
+                "ends before the response is sent). To stream rows to the client, let the "
+                "response own a session: `return SessionStreamingResponse(db, rows)` "
+                "(sessionwise.fastapi); for concurrent work, give every task its own session."
             )
         if owner is not None:
             raise ConcurrentSessionUseError(
@@ -150,8 +166,46 @@ def _guard(
     return guarded
 
 
+def _tracked_stream(
+    method: Callable[..., Coroutine[Any, Any, _T]],
+) -> Callable[..., Coroutine[Any, Any, _T]]:
+    # stream() and stream_scalars() return a result that reads on from a server-side cursor
+    # of the session's connection; it is only good while the session's unit of work lasts.
+    # Recorded so that the end of a unit of work can tell a result still being read from one
+    # that was read to the end (`open_streams`).
+    @functools.wraps(method)
+    async def tracked(self: AsyncSession, *args: Any, **kwargs: Any) -> _T:
+        result = await method(self, *args, **kwargs)
+        streams: list[Any] | None = self.__dict__.get(_STREAMS)
+        if streams is None:
+            self.__dict__[_STREAMS] = streams = []
+        streams.append(result)
+        return result
+
+    return tracked
+
+
+def open_streams(session: AsyncSession) -> int:
+    """How many results of ``session.stream()`` / ``stream_scalars()`` are still unread.
+
+    A result read to the end (or closed) has released its cursor ("soft closed" in
+    SQLAlchemy's terms: ``Result._soft_closed``, set when the cursor is exhausted or closed).
+    """
+    streams: list[Any] | None = session.__dict__.get(_STREAMS)
+    if not streams:
+        return 0
+    return sum(
+        1
+        for result in streams
+        if not getattr(getattr(result, "_real_result", result), "_soft_closed", True)
+    )
+
+
 async def shut_out_other_tasks(session: AsyncSession) -> None:
-    """Refuse every further IO call on *session* from other tasks; wait for one in flight.
+    """Refuse every further IO call on *session*; wait for one of another task in flight.
+
+    From then on any IO call raises `SessionEndedError`, from this task too (the session is
+    about to be closed for good).
 
     After a refused overlapping call, the task that was first may still be mid-statement;
     closing under it would fail (SQLAlchemy's ``isce``) and could strand the connection. And
@@ -286,6 +340,8 @@ def guarded_session_class(base: type[_S]) -> type[_S]:
         method = getattr(base, name, None)
         if method is not None:
             namespace[name] = _guard(method)
+    for name in _STREAM_METHODS:
+        namespace[name] = _tracked_stream(namespace[name])
     guarded = type(f"Guarded{base.__name__}", (base,), namespace)
     _guarded_classes[base] = guarded
     return guarded

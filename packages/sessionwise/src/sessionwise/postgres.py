@@ -28,7 +28,11 @@ def _timeout_settings(config: DatabaseConfig) -> dict[str, str]:
     settings: dict[str, str] = {}
     if config.statement_timeout is not None:
         settings["statement_timeout"] = _milliseconds(config.statement_timeout)
-    if config.idle_in_transaction_timeout is not None:
+    # Behind PgBouncer only when set explicitly: there it is a SET LOCAL per transaction
+    # (see DatabaseConfig.idle_in_transaction_timeout).
+    if config.idle_in_transaction_timeout is not None and (
+        not config.pgbouncer or "idle_in_transaction_timeout" in config.model_fields_set
+    ):
         settings["idle_in_transaction_session_timeout"] = _milliseconds(
             config.idle_in_transaction_timeout
         )
