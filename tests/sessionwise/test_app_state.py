@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise import Database, DatabaseStateError
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import AsyncSessionDep
 
 
 def file_url(tmp_path: Path, name: str) -> str:
@@ -29,7 +29,7 @@ def app_reporting_its_database() -> FastAPI:
     app = FastAPI()
 
     @app.get("/which")
-    async def which(session: SessionDep) -> str | None:
+    async def which(session: AsyncSessionDep) -> str | None:
         return await session.scalar(text("SELECT name FROM whoami"))
 
     return app

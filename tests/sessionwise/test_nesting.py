@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise import Database, NestedSessionError
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import AsyncSessionDep
 from sessionwise.testing import isolated
 
 SAFETY = 20.0  # seconds: a bound on a wait that must not happen, not a timing assertion
@@ -116,7 +116,7 @@ def nesting_app(db: Database) -> FastAPI:
             await session.execute(text("INSERT INTO nest_note VALUES (:b)"), {"b": f"audit {body}"})
 
     @app.post("/notes", status_code=201)
-    async def create(body: str, session: SessionDep) -> str:
+    async def create(body: str, session: AsyncSessionDep) -> str:
         await session.execute(text("INSERT INTO nest_note VALUES (:body)"), {"body": body})
         await session.flush()
         await audit(body)
@@ -126,15 +126,19 @@ def nesting_app(db: Database) -> FastAPI:
 
 
 @asynccontextmanager
-async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+async def client_for(app: FastAPI, *, raise_errors: bool) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_errors)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
 
 
 async def test_nested_session_in_an_endpoint_is_a_500(db: Database) -> None:
-    async with client_for(nesting_app(db)) as client:
-        with anyio.fail_after(SAFETY):
+    app = nesting_app(db)
+    with anyio.fail_after(SAFETY):
+        async with client_for(app, raise_errors=True) as client:
+            with pytest.raises(NestedSessionError):
+                await client.post("/notes", params={"body": "x"})
+        async with client_for(app, raise_errors=False) as client:
             response = await client.post("/notes", params={"body": "x"})
     assert response.status_code == 500  # an app bug: not 503, no Retry-After
     assert "retry-after" not in response.headers

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise import Database, NestedSessionError
 from sessionwise.errors import sqlstate
-from sessionwise.fastapi import SessionDep
+from sessionwise.fastapi import AsyncSessionDep
 
 SAFETY = 20.0  # seconds: a bound on waits that must not hang, not a timing assertion
 COUNT = text("SELECT count(*) FROM iso_note")
@@ -197,12 +197,12 @@ def build_app(own_url: str) -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/notes", status_code=201)
-    async def create(body: str, session: SessionDep) -> str:
+    async def create(body: str, session: AsyncSessionDep) -> str:
         await session.execute(INSERT, {"body": body})
         return body
 
     @app.post("/notes/nested", status_code=201)
-    async def nested(body: str, session: SessionDep) -> str:
+    async def nested(body: str, session: AsyncSessionDep) -> str:
         await session.execute(INSERT, {"body": body})
         db = app.state.sessionwise_database
         async with db.session() as inner:  # should have used `session`

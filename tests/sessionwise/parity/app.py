@@ -14,7 +14,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi import AsyncReadSessionDep, AsyncSessionDep
 from tests.sessionwise.parity import jobs
 from tests.sessionwise.parity.database import create_schema, db, notes
 
@@ -30,26 +30,26 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/notes")
-async def list_notes(prefix: str, session: ReadSessionDep) -> list[str]:
+async def list_notes(prefix: str, session: AsyncReadSessionDep) -> list[str]:
     query = select(notes.c.body).where(notes.c.body.startswith(prefix)).order_by(notes.c.body)
     return list((await session.scalars(query)).all())
 
 
 @app.post("/notes", status_code=201)
-async def create(body: str, session: SessionDep) -> str:
+async def create(body: str, session: AsyncSessionDep) -> str:
     await session.execute(insert(notes).values(body=body))
     return body
 
 
 @app.post("/notes/failing", status_code=201)
-async def create_then_fail(body: str, session: SessionDep) -> str:
+async def create_then_fail(body: str, session: AsyncSessionDep) -> str:
     await session.execute(insert(notes).values(body=body))
     await session.flush()
     raise HTTPException(status_code=400, detail="refused after writing")
 
 
 @app.post("/notes/from-a-read-session", status_code=201)
-async def write_in_a_read_session(body: str, session: ReadSessionDep) -> str:
+async def write_in_a_read_session(body: str, session: AsyncReadSessionDep) -> str:
     await session.execute(insert(notes).values(body=body))
     return body
 
@@ -61,7 +61,7 @@ async def audit(body: str) -> None:
 
 
 @app.post("/notes/nested", status_code=201)
-async def create_with_nested_session(body: str, session: SessionDep) -> str:
+async def create_with_nested_session(body: str, session: AsyncSessionDep) -> str:
     await session.execute(insert(notes).values(body=body))
     await session.flush()
     await audit(body)
