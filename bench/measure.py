@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from bench.wrk import Measurement, Target, run_wrk
 
 CALLS = ("get", "list", "create", "patch")
+KEYED_CALLS = ("create", "create_keyed")
+"""taskyard only: the cost of an Idempotency-Key (issue 10), against the same create."""
 CALL_TITLES = {
     "get": "get one",
     "list": "list 20",
     "create": "create",
+    "create_keyed": "create with Idempotency-Key",
     "patch": "patch status",
     "claim": "claim",
     "mixed": "mixed",

@@ -16,6 +16,7 @@ SECTION_APPS = {
     "sqlite": ("tutorial", "taskyard"),
     "scaling": ("1 worker", "2 workers", "4 workers + PgBouncer"),
     "claims": ("postgres", "sqlite"),
+    "idempotency": ("taskyard",),
 }
 
 
@@ -178,6 +179,42 @@ def claims_section(payload: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def idempotency_section(payload: dict[str, Any]) -> str:
+    """taskyard's create without and with an Idempotency-Key, per connection count."""
+    summaries = _summaries(payload, "idempotency")
+    if not summaries:
+        return "_Not run._"
+    rows = []
+    for connections in _connections(payload, "idempotency"):
+        plain = summaries.get(("taskyard", "create", connections))
+        for call in ("create", "create_keyed"):
+            row = summaries.get(("taskyard", call, connections))
+            if row is None:
+                continue
+            ratio = (
+                row["requests_per_second"] / plain["requests_per_second"]
+                if plain and plain["requests_per_second"]
+                else None
+            )
+            rows.append(
+                [
+                    CALL_TITLES[call],
+                    connections,
+                    f"{row['requests_per_second']:.0f}",
+                    _number(row["p50_ms"], 1),
+                    _number(row["p99_ms"], 1),
+                    row["non_2xx"] + row["socket_errors"],
+                    _number(row.get("cpu_ms_per_request")),
+                    _number(ratio),
+                ]
+            )
+    header = ["call", "conns", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req", "/ create"]
+    return _table(header, rows) + (
+        "\n\nEach keyed request carries a new key: the lookup (which on PostgreSQL also takes "
+        "the key's advisory lock) and the record's insert, in the create's own transaction."
+    )
+
+
 def memory_section(payload: dict[str, Any]) -> str:
     memory = payload.get("memory") or {}
     if not memory:
@@ -224,6 +261,8 @@ def render(payload: dict[str, Any], plot_name: str) -> str:
         "## PostgreSQL: raw, tutorial, taskyard",
         f"![throughput against concurrency]({plot_name})",
         calls_section(payload, "postgres", ("raw", "tutorial")),
+        "### Idempotency keys: taskyard's create without and with a key",
+        idempotency_section(payload),
         "## SQLite: taskyard on its default file vs the tutorial on aiosqlite",
         calls_section(payload, "sqlite", ("tutorial",)),
         "### Claims: 16 concurrent claimers",

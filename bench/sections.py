@@ -1,7 +1,8 @@
 """The benchmark's sections: what runs against what, on which database.
 
 * ``postgres``: raw, tutorial and taskyard (one worker each), the four calls at every
-  connection count, interleaved.
+  connection count, interleaved; then ``idempotency``: taskyard's create without and with an
+  ``Idempotency-Key`` (a new key per request), interleaved on the same server.
 * ``sqlite``: taskyard on its default SQLite file against the tutorial pattern on aiosqlite;
   then ``claims``: 16 concurrent claimers on taskyard, PostgreSQL against SQLite.
 * ``scaling``: taskyard with one worker, with ``--workers 2``, and with 4 workers through
@@ -24,7 +25,7 @@ import httpx
 
 from bench import apps_under_test, databases
 from bench.databases import Seeded
-from bench.measure import CALLS, CpuProbe, Progress, Results, Settings, interleave
+from bench.measure import CALLS, KEYED_CALLS, CpuProbe, Progress, Results, Settings, interleave
 from bench.servers import AppSpec, RunningApp, serve
 from bench.wrk import Target, run_wrk
 from tests.support.pgbouncer import running_pgbouncer
@@ -209,6 +210,34 @@ def postgres_section(
             run.progress,
             cpu_probes=cpu_probes(running),
         )
+        name, app, database = running[-1]
+        preflight_keyed_create(run, name, app, database)
+        interleave(
+            "idempotency",
+            [(name, database.target(app))],
+            KEYED_CALLS,
+            run.settings,
+            run.results,
+            run.progress,
+            cpu_probes=cpu_probes(running),
+        )
+
+
+def preflight_keyed_create(
+    run: Run, name: str, app: RunningApp, database: PreparedDatabase
+) -> None:
+    """A keyed create answers 201, and its retry is the stored answer (issue 10)."""
+    seeded = database.seeded
+    body = {"project_id": seeded.project_id, "title": "keyed preflight"}
+    headers = {**database.headers, "Idempotency-Key": f'"preflight-{time.time_ns()}"'}
+    with httpx.Client(base_url=app.base_url, headers=headers, timeout=30) as client:
+        first = client.post("/api/v1/tasks", json=body)
+        again = client.post("/api/v1/tasks", json=body)
+    if first.status_code != 201 or set(first.json()) != TASK_KEYS:
+        raise RuntimeError(f"{name} keyed create: {first.status_code} {first.text[:500]}")
+    if again.headers.get("idempotency-replayed") != "true" or again.content != first.content:
+        raise RuntimeError(f"{name} keyed create: the retry was not a replay: {again.text[:500]}")
+    run.preflight.setdefault(name, {})["create_keyed"] = first.status_code
 
 
 def sqlite_section(run: Run) -> tuple[PreparedDatabase, PreparedDatabase]:

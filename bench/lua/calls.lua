@@ -1,7 +1,7 @@
 -- One wrk script for every call the benchmark makes.
 --
 -- Arguments (after `--` on the wrk command line):
---   call        get | list | create | patch | claim | mixed
+--   call        get | list | create | create_keyed | patch | claim | mixed
 --   api_key     sent as "Authorization: Bearer <api_key>"
 --   project_id  project of the listed / created tasks
 --   ids_path    file with one seeded task id per line (get, patch, mixed)
@@ -49,6 +49,10 @@ function init(args)
    headers["Authorization"] = "Bearer " .. args[2]
    headers["Content-Type"] = "application/json"
    math.randomseed(os.time() * 1000 + (thread_number or 0))
+   -- create_keyed: every request its own Idempotency-Key (the cost of a first attempt),
+   -- unique across threads and runs.
+   key_prefix = string.format("bench-%d-%d-%d", os.time(), thread_number or 0,
+                              math.random(1, 1000000000))
    sequence = 0
    responses = 0
    status_2xx = 0
@@ -65,18 +69,28 @@ local function random_id()
    return ids[math.random(#ids)]
 end
 
+local function create_body()
+   local assignee = workers[(sequence % #workers) + 1]
+   return string.format(
+      '{"project_id": %s, "title": "benchmark task %d", "description": "created by wrk",'
+         .. ' "priority": %d, "assignee_id": %s}',
+      project_id, sequence, sequence % 5, assignee)
+end
+
 local function request_for(kind)
    if kind == "get" then
       return wrk.format("GET", "/api/v1/tasks/" .. random_id(), headers)
    elseif kind == "list" then
       return wrk.format("GET", "/api/v1/tasks?project_id=" .. project_id .. "&limit=20", headers)
    elseif kind == "create" then
-      local assignee = workers[(sequence % #workers) + 1]
-      local body = string.format(
-         '{"project_id": %s, "title": "benchmark task %d", "description": "created by wrk",'
-            .. ' "priority": %d, "assignee_id": %s}',
-         project_id, sequence, sequence % 5, assignee)
-      return wrk.format("POST", "/api/v1/tasks", headers, body)
+      return wrk.format("POST", "/api/v1/tasks", headers, create_body())
+   elseif kind == "create_keyed" then
+      -- The same create, plus its own key.
+      local body = create_body()
+      local keyed = {}
+      for name, value in pairs(headers) do keyed[name] = value end
+      keyed["Idempotency-Key"] = string.format('"%s-%d"', key_prefix, sequence)
+      return wrk.format("POST", "/api/v1/tasks", keyed, body)
    elseif kind == "patch" then
       local body = '{"status": "' .. statuses[(sequence % #statuses) + 1] .. '"}'
       return wrk.format("PATCH", "/api/v1/tasks/" .. random_id(), headers, body)

@@ -106,3 +106,22 @@ async def test_deferred_unique_violation_answers_409_and_stores_nothing(app: Ser
         app.database_url, "SELECT id FROM workers WHERE project_id = $1", project_id
     )
     assert len(rows) == 1
+
+
+async def test_a_keyed_create_refused_at_commit_leaves_no_record(app: ServedApp) -> None:
+    """Issue 10: the key's record is in the refused transaction too, so nothing is replayed."""
+    key = '"refused-at-commit"'
+    async with app.client(timeout=10) as client:
+        project_id = await create_project(client)
+        body = {"project_id": project_id, "title": "conflict-keyed"}
+        for _attempt in range(2):  # the retry runs again (and fails again): not a replay
+            response = await client.post(
+                "/api/v1/tasks", json=body, headers={"Idempotency-Key": key}
+            )
+            _assert_problem(response, 503)
+            assert "idempotency-replayed" not in response.headers
+    assert await pg_fetch(app.database_url, "SELECT key FROM idempotency_keys") == []
+    assert (
+        await pg_fetch(app.database_url, "SELECT id FROM tasks WHERE title = 'conflict-keyed'")
+        == []
+    )

@@ -11,8 +11,12 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
     ├── OpenStreamError               a request's session ended with a streamed result unread
     ├── ReadOnlySessionError          a read_session() tried to flush changes
     ├── WriteQueueTimeoutError        SQLite: no write turn within sqlite_busy_timeout
-    └── LazyLoadError                 an attribute load would need IO outside an awaited call
-                                      (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
+    ├── LazyLoadError                 an attribute load would need IO outside an awaited call
+    │                                 (also a sqlalchemy.exc.MissingGreenlet, code ``xd2s``)
+    └── IdempotencyError              sessionwise.idempotency (defined there):
+        ├── InvalidIdempotencyKeyError    the Idempotency-Key header is not a valid key (400)
+        ├── IdempotencyKeyReusedError     the key was used for a different request (422)
+        └── IdempotencyKeyInUseError      a request with the key is still running (409)
 
 Database failures themselves (pool timeouts, lost connections, integrity errors) are left as
 the SQLAlchemy exceptions they are; :mod:`sessionwise.errors` classifies them, and the FastAPI

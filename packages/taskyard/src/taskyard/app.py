@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 from sessionwise import Database
 from taskyard import health, problem_docs
 from taskyard.body_limit import BodyLimitMiddleware
+from taskyard.idempotency import describe_retention, install_idempotency, purging
 from taskyard.pagination import CursorCodec
 from taskyard.problems import Problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
@@ -45,16 +46,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with create_database(settings).lifespan(app):
+        db = create_database(settings)
+        # The purge runs off the request path, in sessions of its own; it logs its failures
+        # and never raises, so it cannot take the server down.
+        interval = settings.idempotency_purge_interval
+        async with db.lifespan(app), purging(db, idempotency, interval):
             yield
 
     app = FastAPI(
         title="taskyard",
         version=version("taskyard"),
         summary="A task queue for teams and their agents.",
+        description=describe_retention(settings),
         lifespan=lifespan,
     )
     app.state.settings = settings
+    idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
     install_problem_handlers(app)

@@ -1,4 +1,4 @@
-"""The ``taskyard`` command line: serve, migrate, users, keys, seed.
+"""The ``taskyard`` command line: serve, migrate, users, keys, seed, purge.
 
 Commands that print a new API key print it alone on the last line of stdout, so scripts can
 take it with ``| tail -n1``. Every command that touches the database applies pending
@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sessionwise import Database
 from taskyard.app import create_database
 from taskyard.errors import ProblemError
+from taskyard.idempotency import create_store
 from taskyard.migrate import current_revision, upgrade
 from taskyard.seed import SeedResult
 from taskyard.seed import seed as seed_demo
@@ -135,6 +136,17 @@ def migrate(database_url: DatabaseUrl = DEFAULT_DATABASE_URL) -> None:
 
     revision = _run(work)
     out.print(f"{_shown(database_url)}: schema at revision {revision}")
+
+
+@app.command()
+def purge(database_url: DatabaseUrl = DEFAULT_DATABASE_URL) -> None:
+    """Delete expired idempotency records (a running server also does, periodically)."""
+
+    async def work() -> int:
+        async with _migrated(database_url) as db:
+            return await create_store(Settings(database_url=database_url)).purge(db)
+
+    out.print(f"Purged {_run(work)} expired idempotency records")
 
 
 @users_app.command("create")

@@ -40,6 +40,8 @@ class ProblemKind(enum.Enum):
     INTERNAL_ERROR = "internal-error"
     SERVICE_UNAVAILABLE = "service-unavailable"
     DATABASE_TIMEOUT = "database-timeout"
+    IDEMPOTENCY_KEY_IN_USE = "idempotency-key-in-use"
+    IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused"
 
     @property
     def uri(self) -> str:
@@ -112,6 +114,19 @@ _KINDS: dict[ProblemKind, _KindInfo] = {
     ),
     ProblemKind.DATABASE_TIMEOUT: _KindInfo(
         504, "Database timeout", "A database statement ran too long; nothing was committed."
+    ),
+    # After the generic kinds of their statuses: KIND_BY_STATUS keeps the first one listed.
+    ProblemKind.IDEMPOTENCY_KEY_IN_USE: _KindInfo(
+        409,
+        "Idempotency key in use",
+        "A request with this `Idempotency-Key` is still being processed. Retry after "
+        "`Retry-After` seconds: you get its answer then.",
+    ),
+    ProblemKind.IDEMPOTENCY_KEY_REUSED: _KindInfo(
+        422,
+        "Idempotency key reused",
+        "This `Idempotency-Key` was used for a different request (method, path or body). "
+        "Use a new key for a new request.",
     ),
 }
 

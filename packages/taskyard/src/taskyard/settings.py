@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     `DatabaseConfig` fields, nested: ``TASKYARD_DATABASE__POOL_TIMEOUT=2``.
     ``TASKYARD_SECRET_KEY`` signs pagination cursors; without it each process signs with a
     random key (``taskyard serve`` generates one shared by all of its workers).
+    ``TASKYARD_IDEMPOTENCY_RETENTION_HOURS`` (at least 24) is how long idempotency keys are
+    kept; the server purges expired ones every ``TASKYARD_IDEMPOTENCY_PURGE_INTERVAL``
+    seconds.
     """
 
     model_config = SettingsConfigDict(
@@ -46,6 +49,9 @@ class Settings(BaseSettings):
     database: DatabaseConfig = DatabaseConfig(**_DATABASE_DEFAULTS)
     secret_key: SecretStr | None = None
     max_body_size: int = Field(default=MAX_BODY_SIZE, ge=0)
+    # Idempotency keys (taskyard.idempotency): kept at least a day, the common promise.
+    idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
+    idempotency_purge_interval: float = Field(default=300.0, gt=0)
 
     @field_validator("database", mode="before")
     @classmethod

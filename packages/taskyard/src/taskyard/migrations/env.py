@@ -12,6 +12,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
+from taskyard import idempotency as _idempotency  # noqa: F401
 from taskyard.projects import models as _projects  # noqa: F401
 from taskyard.settings import Settings
 from taskyard.tables import metadata

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Response, status
 
 from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
 from taskyard.auth import CurrentReader, CurrentUser
+from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
 from taskyard.projects.schemas import (
@@ -27,11 +29,20 @@ Pages = Annotated[PageRequest, Depends(page_request("projects"))]
 OWNER_ONLY = problem_responses(403)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a project you own")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProjectRead,
+    summary="Create a project you own",
+    responses=idempotent(201),
+)
 async def create_project(
-    data: ProjectCreate, caller: CurrentUser, session: SessionDep
-) -> ProjectRead:
-    return project_read(await ProjectService(session).create(data, caller.id))
+    data: ProjectCreate, caller: CurrentUser, session: SessionDep, idempotency: IdempotencyDep
+) -> ProjectRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    project = project_read(await ProjectService(session).create(data, caller.id))
+    return await idempotency.answer(project, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", summary="The projects you are a member of")

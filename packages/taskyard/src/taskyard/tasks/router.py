@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
 from taskyard.auth import CurrentReader, CurrentUser
 from taskyard.etags import IfMatchHeader, etag
+from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
 from taskyard.tasks.models import TaskStatus
@@ -24,20 +26,28 @@ Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
 _ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a task")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    summary="Create a task",
+    responses=idempotent(201),
+)
 async def create_task(
     data: TaskCreate,
     caller: CurrentUser,
     session: SessionDep,
     request: Request,
-    response: Response,
-) -> TaskRead:
+    idempotency: IdempotencyDep,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
     task = await TaskService(session).create(data, caller.id)
-    response.headers["ETag"] = etag(task.version)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
-    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{task.id}"
-    return task
+    location = f"{request.url.path.rstrip('/')}/{task.id}"
+    headers = {"ETag": etag(task.version), "Location": location}
+    return await idempotency.answer(task, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get("", summary="Tasks of your projects, filtered, oldest first")
@@ -62,16 +72,19 @@ async def list_tasks(
     response_model=TaskRead,
     summary="Claim the best pending task of the worker's project",
     response_description="The claimed task, now in_progress with a lease",
-    responses={204: {"description": "Nothing to claim"}},
+    responses=idempotent(200, 204, s204="Nothing to claim"),
 )
 async def claim_task(
-    data: ClaimRequest, caller: CurrentUser, session: SessionDep, response: Response
+    data: ClaimRequest, caller: CurrentUser, session: SessionDep, idempotency: IdempotencyDep
 ) -> TaskRead | Response:
+    # With a key, a retried claim gets the task its first attempt took, never a second one.
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
     task = await TaskService(session).claim(data, caller.id)
     if task is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.headers["ETag"] = etag(task.version)
-    return task
+        return await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
+    headers = {"ETag": etag(task.version)}
+    return await idempotency.answer(task, status_code=status.HTTP_200_OK, headers=headers)
 
 
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
 from taskyard.auth import CurrentReader, CurrentUser
+from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.workers.schemas import WorkerCreate, WorkerRead, WorkerUpdate
 from taskyard.workers.service import WorkerService
@@ -19,9 +21,20 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 Pages = Annotated[PageRequest, Depends(page_request("workers"))]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a worker in a project")
-async def create_worker(data: WorkerCreate, caller: CurrentUser, session: SessionDep) -> WorkerRead:
-    return WorkerRead.model_validate(await WorkerService(session).create(data, caller.id))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WorkerRead,
+    summary="Register a worker in a project",
+    responses=idempotent(201),
+)
+async def create_worker(
+    data: WorkerCreate, caller: CurrentUser, session: SessionDep, idempotency: IdempotencyDep
+) -> WorkerRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    worker = WorkerRead.model_validate(await WorkerService(session).create(data, caller.id))
+    return await idempotency.answer(worker, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", summary="Workers of your projects, or of one")
