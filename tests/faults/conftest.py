@@ -20,6 +20,14 @@ import pytest
 from tests.support.postgres_cluster import PostgresCluster, throwaway_cluster
 from tests.support.served_app import ServedApp, User, create_user_with_cli, serve_taskyard
 
+# taskyard bounds every lock wait by default (lock_timeout, statement_timeout: a 503 or 504
+# within seconds). Tests whose scenario is a request that stays blocked behind a lock for as
+# long as the test holds it (to exhaust the pool, to be in flight at SIGTERM) lift the bounds.
+UNBOUNDED_LOCK_WAITS = {
+    "TASKYARD_DATABASE__LOCK_TIMEOUT": "600",
+    "TASKYARD_DATABASE__STATEMENT_TIMEOUT": "600",
+}
+
 
 @dataclass(frozen=True)
 class Template:

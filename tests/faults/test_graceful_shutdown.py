@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.faults.conftest import Template, serve_clone
+from tests.faults.conftest import UNBOUNDED_LOCK_WAITS, Template, serve_clone
 from tests.support.direct_sql import asyncpg_dsn, pg_fetch
 from tests.support.load import Outcome, record
 from tests.support.postgres_cluster import PostgresCluster
@@ -70,7 +70,8 @@ async def test_sigterm_completes_or_rolls_back_in_flight_requests(
     locks: str, cluster: PostgresCluster, template: Template, tmp_path: Path
 ) -> None:
     args = ("--graceful-timeout", str(GRACE))
-    with serve_clone(cluster, template, tmp_path, extra_args=args) as app:
+    env = UNBOUNDED_LOCK_WAITS  # the writes stay blocked until the test releases the locks
+    with serve_clone(cluster, template, tmp_path, env=env, extra_args=args) as app:
         url = app.database_url
         async with app.client(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
             project_id = await create_project(client)

@@ -141,7 +141,11 @@ async def test_timeouts_are_set_per_transaction_and_do_not_leak(postgres_url: st
     # ends with each transaction; a plain SET would leave 50ms for the next client.
     with running_pgbouncer(postgres_url, pool_size=1) as bouncer:
         db = Database(
-            bouncer.url, pgbouncer=True, statement_timeout=0.05, idle_in_transaction_timeout=1
+            bouncer.url,
+            pgbouncer=True,
+            statement_timeout=0.05,
+            idle_in_transaction_timeout=1,
+            lock_timeout=0.02,
         )
         async with db:
             async with db.session() as session:
@@ -150,6 +154,7 @@ async def test_timeouts_are_set_per_transaction_and_do_not_leak(postgres_url: st
                 assert (
                     await session.scalar(text("SHOW idle_in_transaction_session_timeout")) == "1s"
                 )
+                assert await session.scalar(text("SHOW lock_timeout")) == "20ms"
 
             other = await asyncpg.connect(
                 bouncer.url.replace("postgresql+asyncpg", "postgresql"), statement_cache_size=0
@@ -158,6 +163,7 @@ async def test_timeouts_are_set_per_transaction_and_do_not_leak(postgres_url: st
                 assert await other.fetchval("SELECT pg_backend_pid()") == backend
                 assert await other.fetchval("SHOW statement_timeout") == "0"
                 assert await other.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
+                assert await other.fetchval("SHOW lock_timeout") == "0"
             finally:
                 await other.close()
 

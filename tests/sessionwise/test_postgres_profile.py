@@ -45,18 +45,22 @@ async def test_default_application_name_is_sessionwise(postgres_url: str) -> Non
 
 
 async def test_configured_timeouts_are_applied(postgres_url: str) -> None:
-    db = Database(postgres_url, statement_timeout=1.5, idle_in_transaction_timeout=30)
+    db = Database(
+        postgres_url, statement_timeout=1.5, idle_in_transaction_timeout=30, lock_timeout=0.25
+    )
     async with db:
         assert await _show(db, "statement_timeout") == "1500ms"
         assert await _show(db, "idle_in_transaction_session_timeout") == "30s"
+        assert await _show(db, "lock_timeout") == "250ms"
 
 
-async def test_unconfigured_statement_timeout_keeps_the_server_default(
+async def test_unconfigured_statement_and_lock_timeouts_keep_the_server_defaults(
     postgres_url: str, pg_admin: asyncpg.Connection
 ) -> None:
     async with Database(postgres_url) as db:
-        server_default = await pg_admin.fetchval("SHOW statement_timeout")
-        assert await _show(db, "statement_timeout") == server_default
+        for setting in ("statement_timeout", "lock_timeout"):
+            server_default = await pg_admin.fetchval(f"SHOW {setting}")
+            assert await _show(db, setting) == server_default
 
 
 async def test_idle_in_transaction_timeout_is_finite_by_default(postgres_url: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from sessionwise import Database
-from sessionwise.fastapi import SessionDep, database_dependencies
+from sessionwise.fastapi import SessionDep, database_dependencies, install_error_handlers
 
 
 class SeveralModel(SQLModel, registry=registry()):
@@ -65,6 +65,7 @@ def build_app(main_db: Database, analytics: Database) -> FastAPI:
 
     app = FastAPI()
     app.state.sessionwise_database = main_db
+    install_error_handlers(app)  # what main_db.lifespan would do: no lifespan runs here
 
     @app.post("/main/{code}", status_code=201)
     async def to_main(code: str, session: SessionDep) -> None:

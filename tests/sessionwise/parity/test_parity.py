@@ -43,12 +43,8 @@ def expected(backend: str) -> dict[str, dict[str, Any]]:
     return {
         "create": {"statuses": [201], "rows": ["one"], "answers": []},
         "duplicate": {"statuses": [201, 409], "rows": ["same"], "answers": []},
-        # Refused by the database (PostgreSQL 25006, SQLite "readonly database").
-        "read_session_refuses_a_write": {
-            "statuses": [500 if backend == "postgres" else READ_ONLY_ON_SQLITE],
-            "rows": [],
-            "answers": [],
-        },
+        # Refused by the database (PostgreSQL 25006, SQLite SQLITE_READONLY): an app bug.
+        "read_session_refuses_a_write": {"statuses": [500], "rows": [], "answers": []},
         "nested_write_session": {"statuses": [500], "rows": [], "answers": []},
         "two_concurrent_tasks": {
             "statuses": [201],
@@ -59,12 +55,6 @@ def expected(backend: str) -> dict[str, dict[str, Any]]:
         "serializable_transaction": {"statuses": [201], "rows": ["strict"], "answers": [level]},
         "rolled_back_request": {"statuses": [400], "rows": [], "answers": []},
     }
-
-
-# SQLite has no SQLSTATE; until failures are classified by SQLite result code (issue 9,
-# finding 2), "attempt to write a readonly database" is an OperationalError taken for an
-# outage. Both runs must still agree.
-READ_ONLY_ON_SQLITE = 503
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

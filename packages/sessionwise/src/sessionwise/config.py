@@ -33,6 +33,14 @@ class DatabaseConfig(BaseModel):
         pool_pre_ping_idle: Seconds a pooled connection may sit unused and still be handed out
             without a ping round trip (0: ping on every checkout).
         statement_timeout: PostgreSQL ``statement_timeout`` in seconds (None: server default).
+            A statement cut off answers 504 in FastAPI.
+        lock_timeout: PostgreSQL ``lock_timeout`` in seconds (None: server default, no
+            limit): how long a statement waits for a lock (a row another transaction updates,
+            a table under ``LOCK`` or a migration) before it fails with SQLSTATE 55P03, a 503
+            with ``Retry-After`` in FastAPI. Without it a request blocked behind a lock holds
+            its connection for as long as the lock is held. Keep it below
+            ``statement_timeout``, which also counts the lock wait. Behind PgBouncer it is
+            set with ``SET LOCAL`` per transaction, as the other timeouts.
         idle_in_transaction_timeout: PostgreSQL ``idle_in_transaction_session_timeout`` in
             seconds: the server ends a session that sits inside a transaction without a
             statement for that long. 60 s by default, as a backstop: a transaction leaked by
@@ -81,6 +89,7 @@ class DatabaseConfig(BaseModel):
     pool_pre_ping: bool = True
     pool_pre_ping_idle: float = Field(default=1.0, ge=0)
     statement_timeout: float | None = Field(default=None, gt=0)
+    lock_timeout: float | None = Field(default=None, gt=0)
     idle_in_transaction_timeout: float | None = Field(default=60.0, gt=0)
     client_connection_check_interval: float | None = Field(default=1.0, gt=0)
     read_sessions: Literal["transaction", "autocommit"] = "transaction"

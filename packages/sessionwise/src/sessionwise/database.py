@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from sessionwise.app_hooks import run_app_hooks
 from sessionwise.app_state import published
 from sessionwise.config import DatabaseConfig
-from sessionwise.errors import is_retryable
+from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import DatabaseStateError
 from sessionwise.guards import (
     CALL_GATE_KEY,
@@ -219,7 +220,9 @@ class Database:
         ``async with db.lifespan(app):``. It closes only what it started: a `Database` that
         was already started (by a test fixture, an outer ``async with db:``) stays open. The
         unnamed `Database` is published as ``app.state.sessionwise_database``, a named one in
-        ``app.state.sessionwise_databases[name]`` (`sessionwise.app_state`).
+        ``app.state.sessionwise_databases[name]`` (`sessionwise.app_state`). Imported adapters
+        set the app up here too (`sessionwise.app_hooks`: `sessionwise.fastapi` installs its
+        error handlers).
 
         Raises:
             DatabaseStateError: at startup, when another `Database` is already published on
@@ -229,6 +232,7 @@ class Database:
         await self.start()
         try:
             with published(app, self):
+                run_app_hooks(app, self)  # e.g. sessionwise.fastapi's error handlers
                 yield
         finally:
             if started_here:
@@ -351,8 +355,9 @@ class Database:
     ) -> _T:
         """Run *work* in its own session, re-running it from scratch on a transient conflict.
 
-        Serialization failures and deadlocks (PostgreSQL 40001 / 40P01) and SQLite lock
-        timeouts mean "the same transaction, run again, can succeed". Each attempt gets a
+        Serialization failures and deadlocks (PostgreSQL 40001 / 40P01) and lock waits that
+        ran out (SQLite busy, PostgreSQL 55P03 ``lock_timeout``) mean "the same transaction,
+        run again, can succeed"; each re-run may wait for the lock again. Each attempt gets a
         fresh session, so *work* must do all of its reads inside. Between attempts the wait
         grows exponentially with jitter.
 
@@ -382,7 +387,9 @@ class Database:
                     log_given_up(work, error, attempt + 1, pending)
                     raise
                 delay = backoff * (2**attempt) * (0.5 + random.random())
-                logger.info("transaction conflict (%s), retry %d in %.3fs", error, attempt, delay)
+                # The cause, not str(error): that carries the SQL and its parameters.
+                reason = cause(error) or type(error).__name__
+                logger.info("transaction conflict (%s), retry %d in %.3fs", reason, attempt, delay)
                 attempt += 1
                 await anyio.sleep(delay)
 

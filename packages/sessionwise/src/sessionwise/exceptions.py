@@ -19,8 +19,11 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
         └── IdempotencyKeyInUseError      a request with the key is still running (409)
 
 Database failures themselves (pool timeouts, lost connections, integrity errors) are left as
-the SQLAlchemy exceptions they are; :mod:`sessionwise.errors` classifies them, and the FastAPI
-adapter turns the ones a client can retry into 503 responses.
+the SQLAlchemy exceptions they are; :mod:`sessionwise.errors` classifies them by cause
+(SQLSTATE, SQLite result code), and the FastAPI adapter's exception handlers
+(`sessionwise.fastapi.install_error_handlers`) answer them 409, 503 or 504. Of the errors
+above only `WriteQueueTimeoutError` is such a failure (a 503); the others are programming
+errors, answered 500.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ class ReadOnlySessionError(SessionwiseError, RuntimeError):
 class WriteQueueTimeoutError(SessionwiseError, TimeoutError):
     """SQLite: this process's queue of write transactions did not reach us in time.
 
-    Classified like SQLite's own "database is locked": `Failure.LOCKED`, 503 in FastAPI.
+    Classified like SQLite's own SQLITE_BUSY: `Failure.LOCKED`, 503 in FastAPI.
     """
 
 

@@ -6,10 +6,12 @@ import uuid
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sessionwise.config import DatabaseConfig
+from sessionwise.errors import UNABLE_TO_CONNECT
 from sessionwise.liveness import install_pre_ping
 
 __all__ = [
@@ -28,6 +30,8 @@ def _timeout_settings(config: DatabaseConfig) -> dict[str, str]:
     settings: dict[str, str] = {}
     if config.statement_timeout is not None:
         settings["statement_timeout"] = _milliseconds(config.statement_timeout)
+    if config.lock_timeout is not None:
+        settings["lock_timeout"] = _milliseconds(config.lock_timeout)
     # Behind PgBouncer only when set explicitly: there it is a SET LOCAL per transaction
     # (see DatabaseConfig.idle_in_transaction_timeout).
     if config.idle_in_transaction_timeout is not None and (
@@ -37,6 +41,36 @@ def _timeout_settings(config: DatabaseConfig) -> dict[str, str]:
             config.idle_in_transaction_timeout
         )
     return settings
+
+
+class ConnectFailedError(AsyncAdapt_asyncpg_dbapi.OperationalError):
+    """asyncpg could not reach the server: the socket was refused, reset or timed out.
+
+    asyncpg raises these as plain ``OSError`` / ``TimeoutError``, and SQLAlchemy's adapter
+    translates only asyncpg's own exceptions (``_handle_exception_no_connection`` in
+    ``sqlalchemy.dialects.postgresql.asyncpg``), so they would reach the application
+    unwrapped, indistinguishable from its own. Raised as a DBAPI error instead, SQLAlchemy
+    wraps it in ``sqlalchemy.exc.OperationalError``, with SQLSTATE 08001
+    (sqlclient_unable_to_establish_sqlconnection): `sessionwise.errors` calls it unavailable.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        # The driver's text stays on the chained exception, out of the message.
+        message = f"could not connect to the server ({type(error).__name__})"
+        super().__init__(message, error)  # type: ignore[no-untyped-call]  # SQLAlchemy's
+        self.pgcode = self.sqlstate = UNABLE_TO_CONNECT
+
+
+async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
+    """``asyncpg.connect()`` whose socket failures are DBAPI errors (``async_creator_fn``)."""
+    import asyncpg  # type: ignore[import-untyped]  # late: the postgres extra is optional
+
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError) as error:
+        # ConnectionDoesNotExistError: the server closed the socket mid-handshake (shutting
+        # down); it carries no SQLSTATE and SQLAlchemy sees no closed connection to flag.
+        raise ConnectFailedError(error) from error
 
 
 def _unique_statement_name() -> str:
@@ -50,7 +84,10 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
         # PgBouncer refuses unknown startup parameters, so there the timeouts are set per
         # transaction instead (install_postgres_profile).
         server_settings.update(_timeout_settings(config))
-    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    connect_args: dict[str, Any] = {
+        "server_settings": server_settings,
+        "async_creator_fn": _connect_asyncpg,
+    }
     if config.pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
         # statement prepared on one is unknown on the next. Both caches off, and unique names

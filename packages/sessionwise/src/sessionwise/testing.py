@@ -55,6 +55,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionwise.app_hooks import run_app_hooks
 from sessionwise.app_state import pointed_at
 from sessionwise.database import Database
 from sessionwise.guards import CALL_GATE_KEY, READ_ONLY_KEY
@@ -176,6 +177,9 @@ async def api_client(
             await stack.enter_async_context(router.lifespan_context(sessionwise_app))
         if getattr(sessionwise_app, "state", None) is not None:
             stack.enter_context(pointed_at(sessionwise_app, isolated_db))
+        # What the lifespan does (the hooks are idempotent), also when it was skipped: e.g.
+        # sessionwise.fastapi's error handlers.
+        run_app_hooks(sessionwise_app, isolated_db)
         transport = httpx.ASGITransport(app=_TaskPerRequest(sessionwise_app))
         client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         yield await stack.enter_async_context(client)

@@ -12,11 +12,17 @@ from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from sessionwise import Database
+from sessionwise.fastapi import install_error_handlers
 from taskyard import health, problem_docs
 from taskyard.body_limit import BodyLimitMiddleware
 from taskyard.idempotency import describe_retention, install_idempotency, purging
 from taskyard.pagination import CursorCodec
-from taskyard.problems import Problem, install_problem_handlers, problem_responses
+from taskyard.problems import (
+    Problem,
+    database_problem,
+    install_problem_handlers,
+    problem_responses,
+)
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
 from taskyard.tasks.router import router as tasks_router
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
     install_problem_handlers(app)
+    install_error_handlers(app, render=database_problem)  # 409 / 503 / 504 as problems
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size)
 
     # Straight onto the app, hottest first: FastAPI matches a request against the routes in

@@ -29,6 +29,10 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
+        # The service's statement and lock timeouts bound request work; a migration may run
+        # long, and waits here for another process's migration (SET LOCAL: this transaction).
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
+        connection.execute(text("SET LOCAL lock_timeout = 0"))
         # Two processes migrating at once (`serve` and `users create` started together)
         # would both try to create the tables; the second waits here, then finds nothing to
         # do. Released at commit.

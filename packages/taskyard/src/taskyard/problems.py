@@ -17,11 +17,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sessionwise.fastapi import FailureAnswer
 from taskyard.errors import KIND_BY_STATUS, FieldError, ProblemError, ProblemKind
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "Problem",
+    "database_problem",
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
@@ -127,8 +129,8 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
-    # Starlette's own errors (404 for unknown paths, 405, 413) and sessionwise's database
-    # answers (409, 503 + Retry-After, 504) arrive here; their headers are kept.
+    # Starlette's own errors (404 for unknown paths, 405, 413) arrive here; their headers are
+    # kept.
     assert isinstance(error, StarletteHTTPException)
     kind = KIND_BY_STATUS.get(error.status_code)
     if kind is None:
@@ -139,6 +141,19 @@ async def _on_http_exception(request: Request, error: Exception) -> JSONResponse
     if error.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(kind, str(error.detail), status=error.status_code, headers=headers)
+
+
+_DATABASE_KINDS = {
+    409: ProblemKind.CONFLICT,
+    503: ProblemKind.SERVICE_UNAVAILABLE,
+    504: ProblemKind.DATABASE_TIMEOUT,
+}
+
+
+def database_problem(_request: Request, answer: FailureAnswer) -> JSONResponse:
+    """sessionwise's answer to a database failure (409, 503 + Retry-After, 504) as a problem."""
+    kind = _DATABASE_KINDS.get(answer.status_code, ProblemKind.INTERNAL_ERROR)
+    return problem_response(kind, answer.detail, status=answer.status_code, headers=answer.headers)
 
 
 async def _on_unexpected(_request: Request, error: Exception) -> JSONResponse:

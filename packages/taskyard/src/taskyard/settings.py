@@ -21,11 +21,19 @@ APPLICATION_NAME = "taskyard"
 # BEGIN/ROLLBACK round trips (read_sessions="autocommit"; server-enforced read-only). That
 # adds a read pool: 10 + 10 connections per process keeps 4 workers under PostgreSQL's
 # default max_connections of 100.
+#
+# No database wait is unbounded, so that a request blocked behind a lock (a long transaction,
+# a migration, a LOCK TABLE) answers within 10 s: pool_timeout (5 s, sessionwise's default)
+# for a connection, then lock_timeout for a lock, a 503 with Retry-After; statement_timeout
+# ends any statement running longer, a 504. It also counts the lock wait, so it is the larger.
+# On SQLite, sqlite_busy_timeout (5 s) is the bound.
 _DATABASE_DEFAULTS: dict[str, Any] = {
     "application_name": APPLICATION_NAME,
     "read_sessions": "autocommit",
     "pool_size": 10,
     "read_pool_size": 10,
+    "lock_timeout": 2.0,
+    "statement_timeout": 4.0,
 }
 
 

@@ -2,7 +2,8 @@
 
 The adapter is thin: `sessionwise.fastapi.dependencies` holds the request's session
 dependencies, `sessionwise.fastapi.streaming` the response that streams from a session of its
-own, `sessionwise.fastapi.errors` how database failures are answered.
+own, `sessionwise.fastapi.errors` the exception handlers that answer database failures (409,
+503 with ``Retry-After``, 504), which `Database.lifespan` installs.
 """
 
 from sessionwise.fastapi.dependencies import (
@@ -15,7 +16,7 @@ from sessionwise.fastapi.dependencies import (
     database_dependencies,
     get_database,
 )
-from sessionwise.fastapi.errors import http_error_for
+from sessionwise.fastapi.errors import FailureAnswer, Render, answer_for, install_error_handlers
 from sessionwise.fastapi.streaming import SessionStreamingResponse
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "AsyncSessionDep",
     "DatabaseDep",
     "DatabaseDependencies",
+    "FailureAnswer",
     "ReadSessionDep",
+    "Render",
     "SessionDep",
     "SessionStreamingResponse",
+    "answer_for",
     "database_dependencies",
     "get_database",
-    "http_error_for",
+    "install_error_handlers",
 ]

@@ -23,8 +23,9 @@ per route from ``request.scope["route"].dependant`` and cached; the per-request 
 dictionary lookups. `app.dependency_overrides` that add a write session to a route which had
 none are not seen by that walk (the read then has a session of its own).
 
-Database failures are turned into answers a client can act on (`sessionwise.fastapi.errors`).
-One is unwrapped so that it names its cause: a relationship that response serialization tried
+Database failures propagate from here as the exceptions they are; the exception handlers of
+`sessionwise.fastapi.errors` answer them, on these routes and on every other alike. One
+error is unwrapped so that it names its cause: a relationship that response serialization tried
 to lazy-load surfaces as the `LazyLoadError` naming ``Model.attribute``, not as the generic
 ``ResponseValidationError`` pydantic makes of it. And a request whose session ends while a
 result of ``session.stream()`` is still unread fails with `OpenStreamError` before the
@@ -46,7 +47,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise.database import Database
 from sessionwise.exceptions import DatabaseStateError, OpenStreamError
-from sessionwise.fastapi.errors import failures_as_http_errors
 from sessionwise.guards import open_streams, refused_lazy_load
 from sessionwise.session_class import Session
 
@@ -163,7 +163,7 @@ async def _write_session(request: Request, db: Database) -> AsyncIterator[Sessio
         # FastAPI exits it last (after this one), with the commit.
         yield shared
         return
-    async with failures_as_http_errors(db), db.session() as session:
+    async with db.session() as session:
         sessions[db] = session
         try:
             with _lazy_loads_unwrapped(session):
@@ -183,7 +183,7 @@ async def _read_session_of(
         async with _write_session(request, db) as session:
             yield session
         return
-    async with failures_as_http_errors(db), db.read_session() as session:
+    async with db.read_session() as session:
         with _lazy_loads_unwrapped(session):
             yield session
         _refuse_open_streams(session)
