@@ -154,7 +154,7 @@ async def test_the_loss_record_names_the_cause_without_sql_or_values(
 
     async with db.session() as session:
         session.add(Order(id=secret))
-    with pytest.raises(Exception, match="UNIQUE|duplicate"):
+    with pytest.raises(Exception, match=r"UNIQUE|duplicate"):
         await db.run_transaction(duplicate_order, retries=0)
     (record,) = [r for r in caplog.records if "gave up on" in r.getMessage()]
     message = record.getMessage()
