@@ -126,7 +126,7 @@ def test_migrated_app_tests_pass_on_the_plugin() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
 
 
 def test_every_after_snippet_of_the_guide_is_example_code() -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
@@ -187,18 +187,25 @@ async def test_closed_database_says_it_was_closed(
     async with db, db.session() as session:
         assert await session.scalar(text("SELECT 1")) == 1
 
-    with pytest.raises(DatabaseStateError, match=r"after close\(\).*create a new Database"):
+    with pytest.raises(DatabaseStateError, match=r"after close\(\).*Start it again"):
         use(db)
 
 
-async def test_closed_database_cannot_be_restarted(sqlite_url: str) -> None:
-    db = Database(sqlite_url)
-    await db.start()
-    await db.close()
-    await db.close()  # idempotent
-
-    with pytest.raises(DatabaseStateError, match="create a new Database"):
-        await db.start()
+@pytest.mark.parametrize("memory", [False, True], ids=["file-or-server", "sqlite-memory"])
+async def test_closed_database_can_be_started_again(database_url: str, memory: bool) -> None:
+    # Issue 9, finding 5: the README's module-level `db`, entered by one test after another.
+    db = Database("sqlite+aiosqlite://" if memory else database_url)
+    for run in range(3):
+        async with db:
+            await create_schema(db)
+            async with db.session() as session:
+                session.add(LedgerEntry(label=f"run {run}"))
+            # An in-memory database starts empty again; a file or a server keeps its rows.
+            expected = [f"run {run}"] if memory else [f"run {n}" for n in range(run + 1)]
+            assert await labels_in(db) == expected
+            assert db.pool_status().checked_out == 0
+        assert not db.started
+        await db.close()  # idempotent
 
 
 async def test_session_dep_without_the_lifespan_says_to_add_it(sqlite_url: str) -> None:
@@ -214,7 +221,8 @@ async def test_session_dep_without_the_lifespan_says_to_add_it(sqlite_url: str) 
             await client.get("/")
 
 
-async def test_session_dep_after_shutdown_says_the_database_is_closed(sqlite_url: str) -> None:
+async def test_session_dep_after_shutdown_finds_no_database(sqlite_url: str) -> None:
+    # The lifespan takes the Database off app.state when it ends (issue 17, finding 4).
     db = Database(sqlite_url)
     app = build_app(db)
     async with db.lifespan(app):
@@ -223,7 +231,7 @@ async def test_session_dep_after_shutdown_says_the_database_is_closed(sqlite_url
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        with pytest.raises(DatabaseStateError, match=r"after close\(\)"):
+        with pytest.raises(DatabaseStateError, match=r"no Database on app\.state"):
             await client.post("/entries", params={"label": "late"})
 
 
@@ -312,11 +320,19 @@ async def test_autocommit_read_sessions_hold_no_transaction_between_statements(
         assert db.pool_status().checked_out == 0
 
 
-async def test_read_session_never_commits_on_sqlite(sqlite_url: str) -> None:
-    async with Database(sqlite_url) as db:
+async def test_read_session_refuses_core_writes_on_sqlite(sqlite_url: str) -> None:
+    # Issue 9, finding 4: an INSERT in a read session used to "succeed" and vanish at the
+    # rollback. PRAGMA query_only makes SQLite refuse it, as READ ONLY does on PostgreSQL.
+    async with Database(sqlite_url, pool_size=1) as db:
         await create_schema(db)
         async with db.read_session() as session:
             connection = await session.connection()
-            await connection.exec_driver_sql("INSERT INTO ledger_entry (label) VALUES ('sneaky')")
+            with pytest.raises(OperationalError, match="readonly database"):
+                await connection.exec_driver_sql(
+                    "INSERT INTO ledger_entry (label) VALUES ('sneaky')"
+                )
 
-        assert await labels_in(db) == []
+        # The one pooled connection went back writable: query_only is reset on return.
+        async with db.session() as session:
+            session.add(LedgerEntry(label="written"))
+        assert await labels_in(db) == ["written"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -169,13 +170,19 @@ async def test_postgres_a_running_request_holds_its_key(postgres_url: str) -> No
         async with db.engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         request = KeyedRequest("s", "k", "f")
-        async with db.session() as first:
-            assert await store.lookup(first, request) is None
+
+        async def another_request() -> None:
             async with db.session() as second:
                 with pytest.raises(IdempotencyKeyInUseError, match="still being processed"):
                     await store.lookup(second, request)
                 # Another user's equal key is not held.
                 assert await store.lookup(second, KeyedRequest("other", "k", "f")) is None
+
+        async with db.session() as first:
+            assert await store.lookup(first, request) is None
+            # In a task of its own, as a concurrent request is: a second write session in the
+            # same task is a NestedSessionError.
+            await asyncio.create_task(another_request())
             await store.save(first, request, ANSWER)
         async with db.session() as third:
             assert await store.lookup(third, request) == ANSWER

@@ -138,3 +138,27 @@ async def test_background_work_lost_under_load_is_each_logged_at_error(
     for record in lost:
         assert "rolled back: 1 new AuditEntry" in record.getMessage()
         assert "TimeoutError" in record.getMessage()
+
+
+async def test_the_loss_record_names_the_cause_without_sql_or_values(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="sessionwise")
+    secret = 987654321
+
+    async def duplicate_order(session: Session) -> None:
+        session.add(Order(id=secret))
+        await session.flush()
+        session.add(AuditEntry(order_id=secret))
+        session.add(Order(id=secret))  # the same primary key: refused at the flush
+
+    async with db.session() as session:
+        session.add(Order(id=secret))
+    with pytest.raises(Exception, match=r"UNIQUE|duplicate"):
+        await db.run_transaction(duplicate_order, retries=0)
+    (record,) = [r for r in caplog.records if "gave up on" in r.getMessage()]
+    message = record.getMessage()
+    assert "IntegrityError" in message
+    assert "SQLSTATE 23505" in message or "SQLITE_CONSTRAINT" in message
+    assert str(secret) not in message
+    assert "INSERT" not in message

@@ -214,3 +214,21 @@ async def test_sqlite_lock_timeout_is_retried(sqlite_url: str) -> None:
             await held.wait()
             assert await db.run_transaction(increment, retries=10, backoff=0.05) == 1
         assert attempts > 1
+
+
+async def test_serializable_on_sqlite_keeps_the_profiles_transaction_control(
+    sqlite_url: str,
+) -> None:
+    # SQLite is serializable already. Setting the level anyway made the pysqlite dialect switch
+    # the pooled connection back to the driver's implicit BEGIN (isolation_level ""), which the
+    # SQLite profile turns off (isolation_level None) so that SQLAlchemy controls BEGIN.
+    async with Database(sqlite_url, session_class=AsyncSession, pool_size=1) as db:
+
+        async def driver_mode(session: AsyncSession) -> object:
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            return raw.driver_connection._conn.isolation_level  # type: ignore[union-attr]
+
+        assert await db.run_transaction(driver_mode, isolation_level="SERIALIZABLE") is None
+        async with db.session() as session:  # the same pooled connection, afterwards
+            assert await driver_mode(session) is None

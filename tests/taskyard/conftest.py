@@ -69,8 +69,8 @@ def sessionwise_database(request: pytest.FixtureRequest) -> Database:
 
 @pytest.fixture
 def sessionwise_app() -> FastAPI:
-    # The URL is never used: api_client puts the isolated Database on app.state instead of
-    # running the lifespan.
+    # api_client runs the lifespan, which starts a Database of its own on this URL (in memory,
+    # never used), then points the app at the isolated Database for the test.
     return create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
 
 

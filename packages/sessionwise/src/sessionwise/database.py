@@ -24,17 +24,21 @@ from sqlalchemy.ext.asyncio import (
 from typing_extensions import TypeVar
 
 from sessionwise.app_hooks import run_app_hooks
+from sessionwise.app_state import published
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import ConfigurationError, DatabaseStateError
 from sessionwise.guards import (
+    CALL_GATE_KEY,
     POOL_TURN_KEY,
     READ_ONLY_KEY,
     WRITE_TURN_KEY,
+    CallGate,
     guarded_session_class,
     shut_out_other_tasks,
 )
 from sessionwise.lost_work import PendingChanges, log_given_up
+from sessionwise.nesting import OpenSessions
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.pool_turns import PoolTurn, PoolTurns
 from sessionwise.postgres import (
@@ -85,6 +89,9 @@ class Database(Generic[SessionT]):
             ``execute()``. Pass ``sqlalchemy.ext.asyncio.AsyncSession`` for plain SQLAlchemy;
             the Database is typed by it (``Database[AsyncSession]``), and so are its
             sessions.
+        name: For an app with several databases: the lifespan publishes a named Database as
+            ``app.state.sessionwise_databases[name]`` instead of
+            ``app.state.sessionwise_database`` (which one app can have only one of).
         **options: Any `DatabaseConfig` field, e.g. ``pool_timeout=2.0``.
 
     Raises:
@@ -102,6 +109,7 @@ class Database(Generic[SessionT]):
         *,
         settings: DatabaseConfig | None = None,
         session_class: type[SessionT],
+        name: str | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -111,6 +119,7 @@ class Database(Generic[SessionT]):
         url: str | None = None,
         *,
         settings: DatabaseConfig | None = None,
+        name: str | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -120,6 +129,7 @@ class Database(Generic[SessionT]):
         *,
         settings: DatabaseConfig | None = None,
         session_class: type[AsyncSession] = Session,
+        name: str | None = None,
         **options: Any,
     ) -> None:
         # Only what was set: which options were chosen matters (idle_in_transaction_timeout
@@ -135,8 +145,10 @@ class Database(Generic[SessionT]):
                 '(SESSIONWISE_URL; DatabaseSettings(_env_prefix="APP_DB_") reads APP_DB_URL)'
             )
         self._url: str = self.config.url
+        self.name = name
         self._session_class = cast("type[SessionT]", guarded_session_class(session_class))
         self._state = _State.CREATED
+        self._open_sessions = OpenSessions()
         self._engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
         self._probe_engine: AsyncEngine | None = None
@@ -151,18 +163,23 @@ class Database(Generic[SessionT]):
 
     def __repr__(self) -> str:
         url = make_url(self._url).render_as_string(hide_password=True)
-        return f"<Database {url} {self._state.value}>"
+        named = f" name={self.name!r}" if self.name is not None else ""
+        return f"<Database{named} {url} {self._state.value}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Build the engine and the session factories. Opens no connection yet."""
+        """Build the engine and the session factories. Opens no connection yet.
+
+        Idempotent while started. A closed `Database` may be started again (a module-level
+        ``db`` used by one test after another): it builds a new engine; an in-memory SQLite
+        database starts empty again.
+        """
         if self._state is _State.STARTED:
             return
-        if self._state is _State.CLOSED:
-            raise DatabaseStateError(
-                "this Database was closed; create a new Database instead of restarting one"
-            )
+        self._read_pool_engine = None
+        self._writer_queue = None
+        self._pool_turns = {}
         url = make_url(self._url)
         options: dict[str, Any] = {"echo": self.config.echo}
         if url.get_backend_name() == "sqlite":
@@ -236,21 +253,29 @@ class Database(Generic[SessionT]):
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
-        """An ASGI lifespan: start on startup, close on shutdown, publish on ``app.state``.
+        """An ASGI lifespan: start, publish on ``app.state``; on shutdown undo both.
 
         Pass it as ``FastAPI(lifespan=db.lifespan)``, or enter it from your own lifespan with
-        ``async with db.lifespan(app):``. Imported adapters set the app up here too
-        (`sessionwise.app_hooks`: `sessionwise.fastapi` installs its error handlers).
+        ``async with db.lifespan(app):``. It closes only what it started: a `Database` that
+        was already started (by a test fixture, an outer ``async with db:``) stays open. The
+        unnamed `Database` is published as ``app.state.sessionwise_database``, a named one in
+        ``app.state.sessionwise_databases[name]`` (`sessionwise.app_state`). Imported adapters
+        set the app up here too (`sessionwise.app_hooks`: `sessionwise.fastapi` installs its
+        error handlers).
+
+        Raises:
+            DatabaseStateError: at startup, when another `Database` is already published on
+                *app* under the same name (or, unnamed, as the app's database).
         """
+        started_here = not self.started
         await self.start()
-        state = getattr(app, "state", None)
-        if state is not None:
-            state.sessionwise_database = self
         try:
-            run_app_hooks(app, self)  # e.g. sessionwise.fastapi's error handlers (app_hooks.py)
-            yield
+            with published(app, self):
+                run_app_hooks(app, self)  # e.g. sessionwise.fastapi's error handlers
+                yield
         finally:
-            await self.close()
+            if started_here:
+                await self.close()
 
     @property
     def started(self) -> bool:
@@ -315,6 +340,16 @@ class Database(Generic[SessionT]):
     async def _unit_of_work(
         self, factory: async_sessionmaker[SessionT], *, commit: bool
     ) -> AsyncIterator[SessionT]:
+        # A write session inside another of the same task is refused (sessionwise.nesting).
+        one_connection = self._memory_keeper is not None
+        with self._open_sessions.opening(write=commit, one_connection=one_connection):
+            async with self._session_in(factory, commit=commit) as session:
+                yield session
+
+    @asynccontextmanager
+    async def _session_in(
+        self, factory: async_sessionmaker[SessionT], *, commit: bool
+    ) -> AsyncIterator[SessionT]:
         session = factory()
         turns: list[WriteTurn | PoolTurn] = []
         bind = factory.kw.get("bind")
@@ -339,7 +374,12 @@ class Database(Generic[SessionT]):
             with anyio.CancelScope(shield=True):
                 await shut_out_other_tasks(session)
                 try:
-                    await session.close()
+                    gate: CallGate | None = session.info.get(CALL_GATE_KEY)
+                    if gate is None:
+                        await session.close()
+                    else:
+                        async with gate.closing(session):
+                            await session.close()
                 finally:
                     for turn in turns:
                         turn.give_back()
@@ -377,9 +417,7 @@ class Database(Generic[SessionT]):
                 async with self.session() as session:
                     try:
                         if isolation_level is not None:
-                            await session.connection(
-                                execution_options={"isolation_level": isolation_level}
-                            )
+                            await _begin_at(session, isolation_level)
                         return await work(session)
                     finally:
                         pending = PendingChanges(session)  # before a commit that may fail
@@ -459,6 +497,33 @@ class Database(Generic[SessionT]):
             )
         if self._state is _State.CLOSED:
             raise DatabaseStateError(
-                f"Database.{what} used after close(): the engine is disposed; create a new "
-                "Database (and check for work still running after shutdown)"
+                f"Database.{what} used after close(): the engine is disposed. Start it again "
+                "(`await db.start()`, `async with db:`) if that is intended; otherwise look for "
+                "work still running after shutdown"
             )
+
+
+async def _begin_at(session: AsyncSession, isolation_level: str) -> None:
+    """Begin *session*'s transaction at *isolation_level*, unless its level is fixed already.
+
+    A session joined to an external connection's transaction (the test plugin's outer
+    transaction) cannot change it: PostgreSQL fixes a transaction's level at its first
+    statement, and SQLAlchemy refuses to alter it mid-transaction. That transaction's level
+    applies (``sessionwise.testing`` can begin it at a chosen level).
+    """
+    if isinstance(session.bind, AsyncConnection) and session.bind.in_transaction():
+        level = await session.bind.get_isolation_level()
+        if level.upper() != isolation_level.upper():
+            logger.info(
+                "isolation_level=%r not applied: the session joins an outer transaction at %r",
+                isolation_level,
+                level,
+            )
+        return
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite" and isolation_level == "SERIALIZABLE":
+        # SQLite's transactions are serializable already; setting the level would also switch
+        # the pooled connection into the driver's implicit BEGIN (pysqlite dialect,
+        # set_isolation_level), which the SQLite profile turned off.
+        return
+    await session.connection(execution_options={"isolation_level": isolation_level})

@@ -4,9 +4,11 @@ Every error the toolkit raises on purpose derives from :class:`SessionwiseError`
 
     SessionwiseError
     ├── ConfigurationError            no database URL, or options that cannot work together
-    ├── DatabaseStateError            the Database was used before start() or after close()
+    ├── DatabaseStateError            the Database was used before start() or after close(),
+    │                                 or a second Database was published under one app's name
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
     │   └── SessionEndedError         a session used after its unit of work ended
+    ├── NestedSessionError            a write session opened while the same task has one open
     ├── OpenStreamError               a request's session ended with a streamed result unread
     ├── ReadOnlySessionError          a read_session() tried to flush changes
     ├── WriteQueueTimeoutError        SQLite: no write turn within sqlite_busy_timeout
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseStateError",
     "LazyLoadError",
+    "NestedSessionError",
     "OpenStreamError",
     "ReadOnlySessionError",
     "SessionEndedError",
@@ -59,6 +62,17 @@ class ConcurrentSessionUseError(SessionwiseError, RuntimeError):
 
     An `AsyncSession` holds one connection and one transaction; two tasks interleaving on it
     corrupt each other's work. Open one session per task (`async with db.session()`).
+    """
+
+
+class NestedSessionError(SessionwiseError, RuntimeError):
+    """A write session was opened while the same task already had one of the same `Database`.
+
+    Each session is its own connection and transaction: the inner one would not see what the
+    outer one flushed, could not be rolled back with it, and on SQLite would wait for the write
+    lock the outer one holds (on an in-memory database, for its only connection). It is a
+    programming error, raised at once on every backend and under the test plugin alike: pass
+    the open session down, or run independent work in its own task.
     """
 
 

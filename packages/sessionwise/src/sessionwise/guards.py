@@ -16,6 +16,10 @@
   afterwards, from any task, raises `SessionEndedError` saying so (and how to stream rows
   past the end of a request). Streamed results are counted, so that an adapter can refuse to
   end a unit of work while one is still being read (`open_streams`).
+
+A session may also carry a `CallGate` (``session.info[CALL_GATE_KEY]``) that every IO call and
+the final close pass through: the test plugin's, which makes sessions of separate tasks take
+turns on the one connection they share (`sessionwise.testing`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from types import FrameType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,10 +46,12 @@ from sessionwise.exceptions import (
 )
 
 __all__ = [
+    "CALL_GATE_KEY",
     "POOL_TURN_KEY",
     "READ_ONLY_KEY",
     "TURN_KEYS",
     "WRITE_TURN_KEY",
+    "CallGate",
     "guarded_session_class",
     "open_streams",
     "refused_lazy_load",
@@ -55,6 +62,7 @@ READ_ONLY_KEY = "sessionwise.read_only"
 WRITE_TURN_KEY = "sessionwise.write_turn"
 POOL_TURN_KEY = "sessionwise.pool_turn"
 TURN_KEYS = (POOL_TURN_KEY, WRITE_TURN_KEY)
+CALL_GATE_KEY = "sessionwise.call_gate"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -88,6 +96,18 @@ _CLOSER = "_sessionwise_closer"
 _STREAMS = "_sessionwise_streams"
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=AsyncSession)
+
+
+class CallGate(Protocol):
+    """What every IO call of a session, and its close, pass through (see the module doc)."""
+
+    def call(self, session: AsyncSession, method: str) -> AbstractAsyncContextManager[None]:
+        """Held while *session* runs its IO method *method*."""
+        ...
+
+    def closing(self, session: AsyncSession) -> AbstractAsyncContextManager[None]:
+        """Held while *session* closes at the end of its unit of work."""
+        ...
 
 
 def _current_task() -> asyncio.Task[Any] | None:
@@ -134,7 +154,11 @@ def _guard(
                 turn = self.info.get(key)
                 if turn is not None and not turn.held:
                     await turn.take()
-            return await method(self, *args, **kwargs)
+            gate: CallGate | None = self.info.get(CALL_GATE_KEY)
+            if gate is None:
+                return await method(self, *args, **kwargs)
+            async with gate.call(self, method.__name__):
+                return await method(self, *args, **kwargs)
         finally:
             setattr(self, _OWNER, None)
             idle.set()

@@ -3,8 +3,9 @@
 Work that runs after the response (a BackgroundTask, a lifespan job) has no client to hear
 about a failure; if it fails quietly, rows go missing with no trace (302 orders, 296 audit
 rows). `Database.run_transaction` logs one ERROR record on logger ``sessionwise`` when it
-gives up: the work's name, the error's class and message, and the changes that were rolled
-back, e.g. ``1 new AuditEntry``. See docs/background.md.
+gives up: the work's name, the error's class and code (never SQL, parameters or driver
+text), and the changes that were rolled back, e.g. ``1 new AuditEntry``. See
+docs/background.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from sessionwise.errors import cause
 
 __all__ = ["PendingChanges", "log_given_up"]
 
@@ -61,15 +65,24 @@ def _name_of(work: Callable[..., Any]) -> str:
     return str(getattr(work, "__qualname__", None) or repr(work))
 
 
+def _describe(error: BaseException) -> str:
+    # A database error's text carries the SQL, its parameters and the driver's message (with
+    # row values, e.g. PostgreSQL's "Key (email)=(...) already exists"): none of it belongs in
+    # a log. Its class and code say what happened; an application's own error keeps its text.
+    if isinstance(error, SQLAlchemyError):
+        code = cause(error)
+        return f"{type(error).__name__} ({code})" if code else type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
 def log_given_up(
     work: Callable[..., Any], error: BaseException, attempts: int, pending: PendingChanges
 ) -> None:
     """One ERROR record: *work* failed for good, and what its transaction lost."""
     logger.error(
-        "run_transaction gave up on %s after %d attempt(s): %s: %s; rolled back: %s",
+        "run_transaction gave up on %s after %d attempt(s): %s; rolled back: %s",
         _name_of(work),
         attempts,
-        type(error).__name__,
-        error,
+        _describe(error),
         pending,
     )

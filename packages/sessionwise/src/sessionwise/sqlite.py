@@ -9,7 +9,11 @@ Beginning every write transaction with ``BEGIN IMMEDIATE`` takes the write lock 
 SQLAlchemy can only control BEGIN if the driver's own implicit transaction handling is off:
 this is the documented recipe (SQLAlchemy docs, "Enabling Non-Legacy SQLite Transactional
 Modes with the sqlite3 or aiosqlite driver"), with IMMEDIATE instead of a plain BEGIN. Read
-sessions (`Database.read_session()`) begin DEFERRED so that readers never take the write lock.
+sessions (`Database.read_session()`) begin DEFERRED so that readers never take the write lock,
+and with ``PRAGMA query_only`` on, so that SQLite refuses their writes ("attempt to write a
+readonly database", as PostgreSQL refuses them in a READ ONLY transaction) instead of running
+them and discarding them at the rollback; it is turned off again when the connection goes back
+to the pool.
 
 ``busy_timeout`` alone is not fair, though: every waiting writer sleeps and polls on its own
 (1, 2, 5, ... up to 100 ms), so under many concurrent writers a late one can win again and
@@ -50,6 +54,8 @@ __all__ = [
 
 # Execution option set on the engine that read sessions use; the BEGIN hook reads it.
 READ_ONLY_OPTION = "sessionwise_read_only"
+# In a pooled connection's info while its PRAGMA query_only is on.
+_QUERY_ONLY_KEY = "sessionwise.query_only"
 
 
 class _RollbackOnCloseConnection(sqlite3.Connection):
@@ -208,10 +214,14 @@ def install_sqlite_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        if read_only:
+            # Refuses writes of this connection until turned off (sqlite.org/pragma.html).
+            connection.exec_driver_sql("PRAGMA query_only = ON")
+            connection.info[_QUERY_ONLY_KEY] = True
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     @event.listens_for(engine.sync_engine, "reset")
-    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: PoolResetState) -> None:
+    def _on_reset(dbapi_connection: Any, record: Any, reset_state: PoolResetState) -> None:
         # A COMMIT that SQLite refuses (a deferred foreign key, SQLITE_BUSY) leaves the
         # transaction open (sqlite.org/lang_transaction.html, "Response To Errors Within A
         # Transaction"), yet SQLAlchemy counts it as ended and skips the rollback-on-return.
@@ -220,6 +230,13 @@ def install_sqlite_profile(engine: AsyncEngine, config: DatabaseConfig) -> None:
             return
         if dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
+        if record.info.pop(_QUERY_ONLY_KEY, False):
+            # A read session's connection: writable again for whoever checks it out next.
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA query_only = OFF")
+            finally:
+                cursor.close()
 
 
 class WriterQueue:

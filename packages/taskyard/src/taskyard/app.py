@@ -45,8 +45,8 @@ def create_database(settings: Settings) -> Database:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A taskyard app; its lifespan starts a `Database` built from *settings*.
 
-    Tests may skip the lifespan and put a started `Database` on
-    ``app.state.sessionwise_database`` instead (as sessionwise's ``api_client`` fixture does).
+    Tests may point the app at another started `Database` on ``app.state.sessionwise_database``
+    (sessionwise's ``api_client`` fixture does, after running the lifespan).
     """
     settings = settings or Settings()
 
