@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install system-deps serve test check fmt bench
+.PHONY: help install system-deps serve test smoke docs docs-serve check fmt bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,15 @@ test: install system-deps ## Run the whole test suite (SQLite and PostgreSQL), l
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 	$(UV) run pytest
+
+smoke: install ## Build both distributions, check them, run a smoke app on the sessionwise wheel in a fresh venv
+	UV="$(UV)" bash smoke/install.sh
+
+docs: install ## Build the docs site (mkdocs --strict) into ./site
+	NO_MKDOCS_2_WARNING=1 $(UV) run mkdocs build --strict --quiet
+
+docs-serve: install ## Serve the docs site with live reload, http://127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(UV) run mkdocs serve --dev-addr 127.0.0.1:8001
 
 fmt: install ## Format and autofix
 	$(UV) run ruff format .

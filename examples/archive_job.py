@@ -1,6 +1,6 @@
 """The background side: the same Database, the same commit-or-rollback rules.
 
-Run: ``uv run python -m examples.archive_job``
+Run: ``NOTES_DB_URL=sqlite+aiosqlite:///./notes.db uv run python -m examples.archive_job``
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The web side: one session per request, committed before the response is sent.
 
-Run: ``uv run uvicorn examples.notes_app:app``
+Run: ``NOTES_DB_URL=sqlite+aiosqlite:///./notes.db uv run uvicorn examples.notes_app:app``
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from sqlmodel import Field, SQLModel
 from sessionwise import Database, DatabaseSettings
 
 # Options come from the environment (NOTES_DB_URL, NOTES_DB_POOL_TIMEOUT, ...); without
-# them, a SQLite file ./app.db. Creating the Database opens nothing: the app's lifespan or
-# the job's `async with db:` starts it.
+# NOTES_DB_URL this raises ConfigurationError: there is no default database. Creating the
+# Database opens nothing: the app's lifespan or the job's `async with db:` starts it.
 db = Database(settings=DatabaseSettings(_env_prefix="NOTES_DB_"))
 
 

@@ -9,6 +9,7 @@ from sessionwise.database import Database
 from sessionwise.errors import Failure, classify
 from sessionwise.exceptions import (
     ConcurrentSessionUseError,
+    ConfigurationError,
     DatabaseStateError,
     LazyLoadError,
     NestedSessionError,
@@ -21,8 +22,12 @@ from sessionwise.exceptions import (
 from sessionwise.pool_status import PoolStatus
 from sessionwise.session_class import Session
 
+# The one version source: the build reads it into the metadata (tool.hatch.version).
+__version__ = "0.2.0.dev0"
+
 __all__ = [
     "ConcurrentSessionUseError",
+    "ConfigurationError",
     "Database",
     "DatabaseConfig",
     "DatabaseSettings",
@@ -37,5 +42,6 @@ __all__ = [
     "SessionEndedError",
     "SessionwiseError",
     "WriteQueueTimeoutError",
+    "__version__",
     "classify",
 ]

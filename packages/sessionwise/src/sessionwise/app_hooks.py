@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AppHook", "register_app_hook", "run_app_hooks"]
 
-AppHook = Callable[[Any, "Database"], None]
+AppHook = Callable[[Any, "Database[Any]"], None]
 """``hook(app, database)``: set up *app*, whose lifespan just started *database*."""
 
 _hooks: list[AppHook] = []
@@ -30,7 +30,7 @@ def register_app_hook(hook: AppHook) -> None:
         _hooks.append(hook)
 
 
-def run_app_hooks(app: Any, database: Database) -> None:
+def run_app_hooks(app: Any, database: Database[Any]) -> None:
     """Run the registered hooks, in registration order, on *app* and its *database*."""
     for hook in tuple(_hooks):
         hook(app, database)

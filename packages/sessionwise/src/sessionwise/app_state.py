@@ -30,16 +30,16 @@ DEFAULT_ATTRIBUTE = "sessionwise_database"
 DATABASES_ATTRIBUTE = "sessionwise_databases"
 
 
-def published_database(app: Any, name: str | None = None) -> Database | None:
+def published_database(app: Any, name: str | None = None) -> Database[Any] | None:
     """The `Database` published on *app* under *name* (None: the unnamed one), if any."""
     state = getattr(app, "state", None)
     if name is None:
         return getattr(state, DEFAULT_ATTRIBUTE, None)
-    named: dict[str, Database] = getattr(state, DATABASES_ATTRIBUTE, None) or {}
+    named: dict[str, Database[Any]] = getattr(state, DATABASES_ATTRIBUTE, None) or {}
     return named.get(name)
 
 
-def _put(app: Any, name: str | None, db: Database | None) -> None:
+def _put(app: Any, name: str | None, db: Database[Any] | None) -> None:
     state = app.state
     if name is None:
         if db is None:
@@ -48,7 +48,7 @@ def _put(app: Any, name: str | None, db: Database | None) -> None:
         else:
             setattr(state, DEFAULT_ATTRIBUTE, db)
         return
-    named: dict[str, Database] | None = getattr(state, DATABASES_ATTRIBUTE, None)
+    named: dict[str, Database[Any]] | None = getattr(state, DATABASES_ATTRIBUTE, None)
     if named is None:
         named = {}
         setattr(state, DATABASES_ATTRIBUTE, named)
@@ -59,7 +59,7 @@ def _put(app: Any, name: str | None, db: Database | None) -> None:
 
 
 @contextmanager
-def published(app: Any, db: Database) -> Iterator[None]:
+def published(app: Any, db: Database[Any]) -> Iterator[None]:
     """Publish *db* on ``app.state`` under its name while the block runs, then remove it.
 
     Publishing the same `Database` again (an outer lifespan already did) is a no-op, and the
@@ -97,7 +97,7 @@ def published(app: Any, db: Database) -> Iterator[None]:
 
 
 @contextmanager
-def pointed_at(app: Any, db: Database) -> Iterator[None]:
+def pointed_at(app: Any, db: Database[Any]) -> Iterator[None]:
     """Put *db* under its name on ``app.state`` while the block runs, whatever was there.
 
     For the test plugin, which points an app whose lifespan made its own `Database` at the

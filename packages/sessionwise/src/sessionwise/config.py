@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sessionwise.exceptions import ConfigurationError
 
 __all__ = ["DatabaseConfig", "DatabaseSettings"]
 
@@ -15,6 +17,9 @@ class DatabaseConfig(BaseModel):
 
     Attributes:
         url: SQLAlchemy URL with an async driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``).
+            There is no default database: a `Database` without a URL raises
+            `ConfigurationError` (a deploy that forgot its URL variable must not quietly write
+            to a local file). ``None`` here leaves it to the `Database`'s ``url`` argument.
         pool_size: Connections the pool opens as they are needed and then keeps open.
         max_overflow: Extra connections beyond ``pool_size``, closed as soon as they are
             returned while ``pool_size`` idle ones wait in the pool. Off by default: an async
@@ -81,7 +86,7 @@ class DatabaseConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = "sqlite+aiosqlite:///./app.db"
+    url: str | None = None
     pool_size: int = Field(default=15, ge=1)
     max_overflow: int = Field(default=0, ge=0)
     pool_timeout: float = Field(default=5.0, gt=0)
@@ -105,7 +110,25 @@ class DatabaseSettings(BaseSettings, DatabaseConfig):
     """`DatabaseConfig` read from environment variables.
 
     The prefix is the caller's: ``DatabaseSettings(_env_prefix="APP_DB_")`` reads
-    ``APP_DB_URL``, ``APP_DB_POOL_SIZE`` and so on. Keyword arguments win over the environment.
+    ``APP_DB_URL``, ``APP_DB_POOL_SIZE`` and so on (default prefix: ``SESSIONWISE_``). Keyword
+    arguments win over the environment.
+
+    Raises:
+        ConfigurationError: Neither the environment (``<prefix>URL``) nor a keyword argument
+            gives a URL.
     """
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="SESSIONWISE_")
+
+    if not TYPE_CHECKING:  # type checkers keep the typed __init__ pydantic-settings makes
+
+        def __init__(self, **values: Any) -> None:
+            super().__init__(**values)
+            if self.url is None:
+                # The prefix in use: the caller's _env_prefix, else the class's.
+                prefix = values.get("_env_prefix") or self.model_config.get("env_prefix", "")
+                raise ConfigurationError(
+                    f"no database URL: set the environment variable {prefix}URL (e.g. "
+                    f"{prefix}URL=postgresql+asyncpg://user@host/db), or pass "
+                    "DatabaseSettings(url=...)"
+                )

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, Self, cast, overload
 
 import anyio
 from sqlalchemy import text
@@ -21,12 +21,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from typing_extensions import TypeVar
 
 from sessionwise.app_hooks import run_app_hooks
 from sessionwise.app_state import published
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import cause, is_retryable
-from sessionwise.exceptions import DatabaseStateError
+from sessionwise.exceptions import ConfigurationError, DatabaseStateError
 from sessionwise.guards import (
     CALL_GATE_KEY,
     POOL_TURN_KEY,
@@ -59,6 +60,9 @@ from sessionwise.sqlite import (
 __all__ = ["Database"]
 
 _T = TypeVar("_T")
+# The session class a Database hands out; SQLModel's (sessionwise.Session) unless the
+# Database was given another (PEP 696 default, so a bare `Database` means Database[Session]).
+SessionT = TypeVar("SessionT", bound=AsyncSession, default=Session)
 logger = logging.getLogger("sessionwise")
 
 
@@ -68,7 +72,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class Database:
+class Database(Generic[SessionT]):
     """The engine, the session factory and the rules for every session, in one object.
 
     Create it at import time (it opens nothing), start it in the application's lifespan, and
@@ -77,19 +81,47 @@ class Database:
     without an error and rolls back otherwise, before control returns to the caller.
 
     Args:
-        url: SQLAlchemy URL with an async driver. Overrides ``settings.url``.
+        url: SQLAlchemy URL with an async driver. Overrides ``settings.url``. Required, here
+            or in *settings*: there is no default database.
         settings: A `DatabaseConfig` (or `DatabaseSettings` read from the environment).
-        session_class: The `AsyncSession` subclass to use; defaults to SQLModel's when
-            SQLModel is installed, else SQLAlchemy's.
+        session_class: The `AsyncSession` class (or subclass) to hand out. Defaults to
+            `sessionwise.Session`: SQLModel's session (``exec()``) with SQLAlchemy's
+            ``execute()``. Pass ``sqlalchemy.ext.asyncio.AsyncSession`` for plain SQLAlchemy;
+            the Database is typed by it (``Database[AsyncSession]``), and so are its
+            sessions.
         name: For an app with several databases: the lifespan publishes a named Database as
             ``app.state.sessionwise_databases[name]`` instead of
             ``app.state.sessionwise_database`` (which one app can have only one of).
         **options: Any `DatabaseConfig` field, e.g. ``pool_timeout=2.0``.
 
+    Raises:
+        ConfigurationError: No URL, neither as *url* nor in *settings*.
+
     Example:
         >>> db = Database("sqlite+aiosqlite:///./app.db", pool_timeout=2.0)
         >>> app = FastAPI(lifespan=db.lifespan)
     """
+
+    @overload
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: DatabaseConfig | None = None,
+        session_class: type[SessionT],
+        name: str | None = None,
+        **options: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Database[Session],
+        url: str | None = None,
+        *,
+        settings: DatabaseConfig | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -106,8 +138,15 @@ class Database:
         if url is not None:
             base["url"] = url
         self.config = DatabaseConfig.model_validate({**base, **options})
+        if self.config.url is None:
+            raise ConfigurationError(
+                'Database has no URL: pass one (Database("postgresql+asyncpg://user@host/db")),'
+                " or read it from the environment with settings=DatabaseSettings() "
+                '(SESSIONWISE_URL; DatabaseSettings(_env_prefix="APP_DB_") reads APP_DB_URL)'
+            )
+        self._url: str = self.config.url
         self.name = name
-        self._session_class = guarded_session_class(session_class)
+        self._session_class = cast("type[SessionT]", guarded_session_class(session_class))
         self._state = _State.CREATED
         self._open_sessions = OpenSessions()
         self._engine: AsyncEngine | None = None
@@ -115,15 +154,15 @@ class Database:
         self._probe_engine: AsyncEngine | None = None
         # Its own pool, for read_sessions="autocommit" on PostgreSQL; else None.
         self._read_pool_engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[Session] | None = None
-        self._read_sessions: async_sessionmaker[Session] | None = None
+        self._sessions: async_sessionmaker[SessionT] | None = None
+        self._read_sessions: async_sessionmaker[SessionT] | None = None
         self._memory_keeper: sqlite3.Connection | None = None
         self._writer_queue: WriterQueue | None = None
         # id() of each engine the session factories bind to -> the turns of its pool.
         self._pool_turns: dict[int, PoolTurns] = {}
 
     def __repr__(self) -> str:
-        url = make_url(self.config.url).render_as_string(hide_password=True)
+        url = make_url(self._url).render_as_string(hide_password=True)
         named = f" name={self.name!r}" if self.name is not None else ""
         return f"<Database{named} {url} {self._state.value}>"
 
@@ -141,7 +180,7 @@ class Database:
         self._read_pool_engine = None
         self._writer_queue = None
         self._pool_turns = {}
-        url = make_url(self.config.url)
+        url = make_url(self._url)
         options: dict[str, Any] = {"echo": self.config.echo}
         if url.get_backend_name() == "sqlite":
             url, sqlite_options = sqlite_engine_options(url, self.config)
@@ -205,7 +244,7 @@ class Database:
             self._memory_keeper = None
         logger.debug("closed %r", self)
 
-    async def __aenter__(self) -> Database:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -252,29 +291,29 @@ class Database:
     # -- sessions ---------------------------------------------------------------------------
 
     @property
-    def session_factory(self) -> async_sessionmaker[Session]:
+    def session_factory(self) -> async_sessionmaker[SessionT]:
         """The factory behind `session()`. The test plugin rebinds it; prefer `session()`."""
         self._require_started("session_factory")
         assert self._sessions is not None
         return self._sessions
 
     @session_factory.setter
-    def session_factory(self, factory: async_sessionmaker[Session]) -> None:
+    def session_factory(self, factory: async_sessionmaker[SessionT]) -> None:
         self._require_started("session_factory")
         self._sessions = factory
 
     @property
-    def read_session_factory(self) -> async_sessionmaker[Session]:
+    def read_session_factory(self) -> async_sessionmaker[SessionT]:
         self._require_started("read_session_factory")
         assert self._read_sessions is not None
         return self._read_sessions
 
     @read_session_factory.setter
-    def read_session_factory(self, factory: async_sessionmaker[Session]) -> None:
+    def read_session_factory(self, factory: async_sessionmaker[SessionT]) -> None:
         self._require_started("read_session_factory")
         self._read_sessions = factory
 
-    def session(self) -> AbstractAsyncContextManager[Session]:
+    def session(self) -> AbstractAsyncContextManager[SessionT]:
         """A session for one unit of work: committed when the block ends, else rolled back.
 
         This is the one implementation of the transaction boundary: the FastAPI dependency
@@ -287,7 +326,7 @@ class Database:
         """
         return self._unit_of_work(self.session_factory, commit=True)
 
-    def read_session(self) -> AbstractAsyncContextManager[Session]:
+    def read_session(self) -> AbstractAsyncContextManager[SessionT]:
         """A session for reads only: never commits, refuses to flush changes.
 
         On PostgreSQL the transaction is ``READ ONLY`` (or, with
@@ -299,8 +338,8 @@ class Database:
 
     @asynccontextmanager
     async def _unit_of_work(
-        self, factory: async_sessionmaker[Session], *, commit: bool
-    ) -> AsyncIterator[Session]:
+        self, factory: async_sessionmaker[SessionT], *, commit: bool
+    ) -> AsyncIterator[SessionT]:
         # A write session inside another of the same task is refused (sessionwise.nesting).
         one_connection = self._memory_keeper is not None
         with self._open_sessions.opening(write=commit, one_connection=one_connection):
@@ -309,8 +348,8 @@ class Database:
 
     @asynccontextmanager
     async def _session_in(
-        self, factory: async_sessionmaker[Session], *, commit: bool
-    ) -> AsyncIterator[Session]:
+        self, factory: async_sessionmaker[SessionT], *, commit: bool
+    ) -> AsyncIterator[SessionT]:
         session = factory()
         turns: list[WriteTurn | PoolTurn] = []
         bind = factory.kw.get("bind")
@@ -347,7 +386,7 @@ class Database:
 
     async def run_transaction(
         self,
-        work: Callable[[Session], Awaitable[_T]],
+        work: Callable[[SessionT], Awaitable[_T]],
         *,
         retries: int = 3,
         backoff: float = 0.05,
@@ -435,11 +474,11 @@ class Database:
         bind: AsyncEngine | AsyncConnection,
         info: dict[str, Any] | None = None,
         **options: Any,
-    ) -> async_sessionmaker[Session]:
+    ) -> async_sessionmaker[SessionT]:
         return async_sessionmaker(
             bind,
             **options,
-            class_=cast("type[Session]", self._session_class),
+            class_=self._session_class,
             # Objects stay readable after commit: re-loading them would need IO that
             # attribute access (and response serialization) cannot await.
             expire_on_commit=False,
@@ -464,7 +503,7 @@ class Database:
             )
 
 
-async def _begin_at(session: Session, isolation_level: str) -> None:
+async def _begin_at(session: AsyncSession, isolation_level: str) -> None:
     """Begin *session*'s transaction at *isolation_level*, unless its level is fixed already.
 
     A session joined to an external connection's transaction (the test plugin's outer

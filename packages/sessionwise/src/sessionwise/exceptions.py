@@ -3,6 +3,7 @@
 Every error the toolkit raises on purpose derives from :class:`SessionwiseError`::
 
     SessionwiseError
+    ├── ConfigurationError            no database URL, or options that cannot work together
     ├── DatabaseStateError            the Database was used before start() or after close(),
     │                                 or a second Database was published under one app's name
     ├── ConcurrentSessionUseError     one session used by two tasks at the same time
@@ -32,6 +33,7 @@ from sqlalchemy.exc import MissingGreenlet
 
 __all__ = [
     "ConcurrentSessionUseError",
+    "ConfigurationError",
     "DatabaseStateError",
     "LazyLoadError",
     "NestedSessionError",
@@ -45,6 +47,10 @@ __all__ = [
 
 class SessionwiseError(Exception):
     """Base class of every error sessionwise raises on purpose."""
+
+
+class ConfigurationError(SessionwiseError, ValueError):
+    """The options do not describe a usable `Database`, e.g. no URL was given anywhere."""
 
 
 class DatabaseStateError(SessionwiseError, RuntimeError):

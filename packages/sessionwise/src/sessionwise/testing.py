@@ -84,12 +84,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @asynccontextmanager
 async def isolated(
-    db: Database, *, isolation_level: str | None = None
+    db: Database[Any], *, isolation_level: str | None = None
 ) -> AsyncIterator[AsyncConnection]:
     """Join every session *db* opens to one transaction, rolled back when the block ends.
 
     Args:
-        db: A started `Database`.
+        db: A started `Database`, of either session class.
         isolation_level: Begin the outer transaction at this level (PostgreSQL); None: the
             database's default. Sessions inside cannot change it.
     """

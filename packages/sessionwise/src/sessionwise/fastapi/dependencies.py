@@ -271,7 +271,7 @@ class DatabaseDependencies:
     read_session: Any
 
 
-def database_dependencies(db: Database) -> DatabaseDependencies:
+def database_dependencies(db: Database[Any]) -> DatabaseDependencies:
     """Session dependencies bound to *db* rather than to the app's `Database`.
 
     For an app with several databases: `SessionDep` and friends serve the Database whose
@@ -287,7 +287,7 @@ def database_dependencies(db: Database) -> DatabaseDependencies:
         ... async def record(session: AnalyticsSession) -> None: ...
     """
 
-    async def database() -> Database:
+    async def database() -> Database[Any]:
         return db
 
     async def session(request: Request) -> AsyncIterator[AsyncSession]:

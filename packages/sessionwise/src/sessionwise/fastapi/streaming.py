@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import anyio
 from starlette.background import BackgroundTask
@@ -71,7 +72,7 @@ class SessionStreamingResponse(StreamingResponse):
 
     def __init__(
         self,
-        db: Database,
+        db: Database[Any],
         body: Callable[[Session], AsyncIterable[Chunk]],
         *,
         read_only: bool = True,
