@@ -483,3 +483,28 @@ async def test_a_database_failure_in_a_websocket_is_left_to_starlette(
     errors = [record for record in caplog.records if record.exc_info is not None]
     assert errors, "uvicorn logs the IntegrityError's traceback"
     assert isinstance(errors[0].exc_info[1], IntegrityError)
+
+
+@pytest.mark.parametrize("first_route", ["session", "read-session"])
+async def test_an_app_that_skipped_the_lifespan_still_answers_by_cause(
+    database_url: str, first_route: str
+) -> None:
+    # Tests often put a started Database on app.state by hand instead of running the lifespan
+    # (and so never install the handlers): the session dependencies install them on the
+    # first request, so that request and the following ones answer like a served app.
+    async with small_database(database_url) as db:
+        await _create_schema(db)
+        app = build_app(db)
+        app.state.sessionwise_database = db
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            scenario = "duplicate" if first_route == "session" else "syntax-error"
+            first = await client.post(f"/{first_route}/{scenario}")
+            duplicate = await client.post("/session/duplicate")
+            bug = await client.post("/read-session/app-os-error")
+            fine = await client.post("/read-session/pool-exhausted")
+    assert first.status_code == (409 if first_route == "session" else 500)
+    assert duplicate.status_code == 409
+    assert duplicate.json() == {"detail": "the change conflicts with existing data"}
+    assert bug.status_code == 500
+    assert fine.status_code == 200

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionwise.database import Database
 from sessionwise.exceptions import DatabaseStateError, OpenStreamError
+from sessionwise.fastapi.errors import install_error_handlers_late
 from sessionwise.guards import open_streams, refused_lazy_load
 from sessionwise.session_class import Session
 
@@ -156,6 +157,7 @@ def _refuse_open_streams(session: AsyncSession) -> None:
 
 @asynccontextmanager
 async def _write_session(request: Request, db: Database) -> AsyncIterator[Session]:
+    install_error_handlers_late(request)  # an app that skipped the lifespan (tests)
     sessions: dict[Database, Session] = request.scope.setdefault(_REQUEST_SESSIONS, {})
     shared = sessions.get(db)
     if shared is not None:
@@ -177,6 +179,7 @@ async def _write_session(request: Request, db: Database) -> AsyncIterator[Sessio
 async def _read_session_of(
     request: Request, db: Database, *, app_bound: bool
 ) -> AsyncIterator[Session]:
+    install_error_handlers_late(request)
     if _route_takes_write_session(request, db, app_bound=app_bound) or db in request.scope.get(
         _REQUEST_SESSIONS, ()
     ):

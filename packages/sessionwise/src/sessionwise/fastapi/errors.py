@@ -116,16 +116,41 @@ def install_error_handlers(app: Starlette, *, render: Render | None = None) -> N
         render: Makes the response for a `FailureAnswer`; by default
             ``{"detail": answer.detail}`` as JSON, with the answer's status and headers.
     """
+    if _add_handlers(app, render) and app.middleware_stack is not None:
+        # Built already (we run inside the lifespan's ASGI call), with a copy of the
+        # handlers made before these were added: build it again at the next request.
+        app.middleware_stack = None
+
+
+def _add_handlers(app: Starlette, render: Render | None) -> bool:
     handler = _FailureHandler(render)
     added = False
     for error_class in (SQLAlchemyError, SessionwiseError):
         if error_class not in app.exception_handlers:
             app.exception_handlers[error_class] = handler
             added = True
-    if added and app.middleware_stack is not None:
-        # Built already (we run inside the lifespan's ASGI call), with a copy of the
-        # handlers made before these were added: build it again at the next request.
-        app.middleware_stack = None
+    return added
+
+
+def install_error_handlers_late(request: Request) -> None:
+    """Install the handlers from within a request, for an app whose lifespan never ran them.
+
+    Tests often skip the lifespan and put a started `Database` on ``app.state`` themselves;
+    their sessions would otherwise meet no handler and answer every database failure with a
+    500. The session dependencies call this on every request; once installed it costs one
+    dictionary lookup. The middleware stack is built already, so besides the app's handlers
+    this adds them to the exception middleware's own, which Starlette hands to the router in
+    the request's scope (``starlette.exception_handlers``): this request and the following
+    ones see them, without building the stack again.
+    """
+    app = request.app
+    if not isinstance(app, Starlette) or SQLAlchemyError in app.exception_handlers:
+        return
+    _add_handlers(app, None)
+    live = request.scope.get("starlette.exception_handlers")
+    if isinstance(live, tuple) and live and isinstance(live[0], dict):
+        for error_class in (SQLAlchemyError, SessionwiseError):
+            live[0].setdefault(error_class, app.exception_handlers[error_class])
 
 
 def _install_on_lifespan(app: Any, _database: Database) -> None:
