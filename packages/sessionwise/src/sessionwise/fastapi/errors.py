@@ -1,8 +1,13 @@
 """How a FastAPI (or Starlette) app answers database failures: exception handlers.
 
 `install_error_handlers` registers one handler for ``sqlalchemy.exc.SQLAlchemyError`` and one
-for `SessionwiseError`. Each classifies the exception by its cause (`sessionwise.errors`:
-SQLSTATE on PostgreSQL, the result code on SQLite) and answers:
+for `WriteQueueTimeoutError` (the one sessionwise error that is a database failure: its own
+wait for SQLite's write lock ran out). Other sessionwise errors (`NestedSessionError`,
+`SessionEndedError`, ...) are bugs in the app and meet no handler of ours: a handler would
+make Starlette replace one raised after the response started with a RuntimeError of its own
+("Caught handled exception, but response already started"). Each classifies the exception
+by its cause (`sessionwise.errors`: SQLSTATE on PostgreSQL, the result code on SQLite) and
+answers:
 
 * no connection within ``pool_timeout``, the database unreachable or out of resources, a lock
   wait that ran out (SQLite busy, PostgreSQL ``lock_timeout``), a serialization conflict or
@@ -47,11 +52,14 @@ from starlette.responses import JSONResponse, Response
 from sessionwise.app_hooks import register_app_hook
 from sessionwise.database import Database
 from sessionwise.errors import Failure, cause, classify, driver_error
-from sessionwise.exceptions import SessionwiseError
+from sessionwise.exceptions import SessionwiseError, WriteQueueTimeoutError
 
 __all__ = ["FailureAnswer", "Render", "answer_for", "install_error_handlers"]
 
 logger = logging.getLogger("sessionwise")
+
+# The exception classes the handlers are registered for (see the module docstring).
+_HANDLED: tuple[type[Exception], ...] = (SQLAlchemyError, WriteQueueTimeoutError)
 
 _STATUS = {
     Failure.POOL_EXHAUSTED: (503, "database busy: no connection became free in time"),
@@ -108,7 +116,7 @@ def install_error_handlers(app: Starlette, *, render: Render | None = None) -> N
     """Answer database failures on *app* as 409 / 503 / 504 (see the module docstring).
 
     Idempotent, and never replaces a handler the app registered for ``SQLAlchemyError`` or
-    `SessionwiseError` (nor a handler of an earlier call). `Database.lifespan` calls it with
+    `WriteQueueTimeoutError` (nor a handler of an earlier call). `Database.lifespan` calls it with
     the defaults; call it yourself, before the app starts, for another ``render``.
 
     Args:
@@ -125,7 +133,7 @@ def install_error_handlers(app: Starlette, *, render: Render | None = None) -> N
 def _add_handlers(app: Starlette, render: Render | None) -> bool:
     handler = _FailureHandler(render)
     added = False
-    for error_class in (SQLAlchemyError, SessionwiseError):
+    for error_class in _HANDLED:
         if error_class not in app.exception_handlers:
             app.exception_handlers[error_class] = handler
             added = True
@@ -149,7 +157,7 @@ def install_error_handlers_late(request: Request) -> None:
     _add_handlers(app, None)
     live = request.scope.get("starlette.exception_handlers")
     if isinstance(live, tuple) and live and isinstance(live[0], dict):
-        for error_class in (SQLAlchemyError, SessionwiseError):
+        for error_class in _HANDLED:
             live[0].setdefault(error_class, app.exception_handlers[error_class])
 
 
