@@ -26,6 +26,7 @@ from taskyard.problems import (
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
 from taskyard.tasks.router import router as tasks_router
+from taskyard.tasks.wakeups import WakeupHub
 from taskyard.users.router import router as users_router
 from taskyard.workers.router import router as workers_router
 
@@ -56,7 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The purge runs off the request path, in sessions of its own; it logs its failures
         # and never raises, so it cannot take the server down.
         interval = settings.idempotency_purge_interval
-        async with db.lifespan(app), purging(db, idempotency, interval):
+        async with (
+            db.lifespan(app),
+            purging(db, idempotency, interval),
+            # Exits first: waiting claims answer before the database closes.
+            WakeupHub().running(db) as wakeups,
+        ):
+            app.state.wakeups = wakeups
             yield
 
     app = FastAPI(

@@ -2,7 +2,9 @@
 
 The key is looked up in the request's own session, so authentication costs one statement
 and no second connection. Two aliases, one per kind of session the endpoint uses; FastAPI
-caches a dependency per request, so the endpoint and the lookup share that session.
+caches a dependency per request, so the endpoint and the lookup share that session. A route
+that must not hold a session for its whole life (a claim that waits) takes `Credentials`
+instead and calls `authenticate` in each short session of its own.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from sessionwise.fastapi import ReadSessionDep, SessionDep
 from taskyard.errors import ProblemError, ProblemKind
 from taskyard.users.service import Caller, UserService
 
-__all__ = ["CurrentReader", "CurrentUser"]
+__all__ = ["Credentials", "CurrentReader", "CurrentUser", "authenticate"]
 
 # auto_error=False: a missing or non-Bearer header reaches us, and we answer the 401 as a
 # problem with WWW-Authenticate; it also puts the scheme into the OpenAPI document.
 _bearer = HTTPBearer(auto_error=False, description="An API key from `taskyard users create`.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The ``Authorization: Bearer`` header, not checked yet (see `authenticate`)."""
 
 
-async def _authenticate(
+async def authenticate(
     session: Session, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
     if credentials is None:
@@ -44,11 +47,11 @@ def _unauthorized(detail: str, error: str | None) -> ProblemError:
 
 
 async def _writing_caller(session: SessionDep, credentials: Credentials) -> Caller:
-    return await _authenticate(session, credentials)
+    return await authenticate(session, credentials)
 
 
 async def _reading_caller(session: ReadSessionDep, credentials: Credentials) -> Caller:
-    return await _authenticate(session, credentials)
+    return await authenticate(session, credentials)
 
 
 CurrentUser = Annotated[Caller, Depends(_writing_caller)]

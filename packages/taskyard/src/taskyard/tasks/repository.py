@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, delete, func, insert, select, update
 
 from sessionwise import Session
 from taskyard.api_types import Ref
@@ -101,6 +101,14 @@ def _next_claimable(*, expired: bool) -> Select[Any]:
 
 _NEXT_PENDING = _next_claimable(expired=False)
 _NEXT_EXPIRED = _next_claimable(expired=True)
+# When the project's next task becomes claimable by time alone: the earliest lease still
+# running (off ix_tasks_leases). Only future moments: an expired lease that the claim skipped
+# is locked by another claim, which takes it or, rolling back, leaves it for the next one.
+_NEXT_MOMENT = select(func.min(_tasks.c.lease_expires_at)).where(
+    _tasks.c.project_id == bindparam("project_id"),
+    _tasks.c.status == TaskStatus.IN_PROGRESS,
+    _tasks.c.lease_expires_at >= bindparam("now"),
+)
 
 # What a new task refers to, checked in one round trip: the project, if the caller is a
 # member, and the assignee, if it is a worker of that project (NULL otherwise).
@@ -255,3 +263,10 @@ class TaskRepository:
             return None
         best = min(candidates, key=lambda row: (-row.priority, row.created_at, row.id))
         return _task_read(best)
+
+    async def claimable_at(self, project_id: int, now: datetime) -> datetime | None:
+        """The next moment a task of the project becomes claimable by time alone, if any."""
+        params = {"project_id": project_id, "now": now}
+        # min() keeps its argument's type: an aware UTC datetime on both backends.
+        moment: datetime | None = (await self._rows(_NEXT_MOMENT, params)).scalar()
+        return moment

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
-from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
 from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
-from taskyard.auth import CurrentReader, CurrentUser
+from taskyard.auth import Credentials, CurrentReader, CurrentUser, authenticate
 from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
@@ -17,13 +17,25 @@ from taskyard.problems import problem_responses
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
-from taskyard.tasks.service import TaskService
+from taskyard.tasks.service import ClaimMiss, TaskService
+from taskyard.tasks.waiting import Answered, claim_waiting
+from taskyard.tasks.wakeups import WakeupHub
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
 _ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
+
+
+async def _wakeups(request: Request) -> WakeupHub:
+    hub = getattr(request.app.state, "wakeups", None)
+    if not isinstance(hub, WakeupHub):
+        raise RuntimeError("no WakeupHub on app.state: the app's lifespan has not run")
+    return hub
+
+
+Wakeups = Annotated[WakeupHub, Depends(_wakeups)]
 
 
 @router.post(
@@ -39,10 +51,11 @@ async def create_task(
     session: SessionDep,
     request: Request,
     idempotency: IdempotencyDep,
+    wakeups: Wakeups,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).create(data, caller.id)
+    task = await TaskService(session, wakeups).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -70,21 +83,45 @@ async def list_tasks(
 @router.post(
     "/claim",
     response_model=TaskRead,
-    summary="Claim the best pending task of the worker's project",
+    summary="Claim the best pending task of the worker's project, waiting for one if asked",
     response_description="The claimed task, now in_progress with a lease",
-    responses=idempotent(200, 204, s204="Nothing to claim"),
+    responses=idempotent(200, 204, s204="Nothing to claim (within `wait_seconds`)"),
 )
 async def claim_task(
-    data: ClaimRequest, caller: CurrentUser, session: SessionDep, idempotency: IdempotencyDep
+    data: ClaimRequest,
+    credentials: Credentials,
+    db: DatabaseDep,
+    wakeups: Wakeups,
+    idempotency: IdempotencyDep,
 ) -> TaskRead | Response:
-    # With a key, a retried claim gets the task its first attempt took, never a second one.
-    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
-        return replay
-    task = await TaskService(session).claim(data, caller.id)
-    if task is None:
-        return await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
-    headers = {"ETag": etag(task.version)}
-    return await idempotency.answer(task, status_code=status.HTTP_200_OK, headers=headers)
+    # No SessionDep: a claim that waits must not hold a connection while it waits. Each
+    # attempt is a short session of its own, committed (with the idempotency record) before
+    # the answer, as SessionDep would.
+    async def attempt(final: bool) -> Answered[TaskRead | Response] | ClaimMiss:
+        async with db.session() as session:
+            caller = await authenticate(session, credentials)
+            # With a key, a retried claim gets the task its first attempt took, never a
+            # second one; each attempt looks again (the first may have answered meanwhile).
+            if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+                return Answered(replay, claimed=False)
+            outcome = await TaskService(session, wakeups).claim(data, caller.id)
+            if isinstance(outcome, ClaimMiss):
+                if not final:
+                    return outcome
+                nothing = await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
+                return Answered(nothing, claimed=False)
+            headers = {"ETag": etag(outcome.version)}
+            claimed = await idempotency.answer(outcome, status_code=200, headers=headers)
+            return Answered(claimed, claimed=True)
+
+    async def on_timeout() -> TaskRead | Response:
+        if idempotency.key is None:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        answered = await attempt(True)  # the 204 is stored with the key, like any answer
+        assert isinstance(answered, Answered)
+        return answered.answer
+
+    return await claim_waiting(wakeups, data.wait_seconds, attempt, on_timeout)
 
 
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -115,8 +152,9 @@ async def update_task(
     if_match: IfMatchHeader,
     session: SessionDep,
     response: Response,
+    wakeups: Wakeups,
 ) -> TaskRead:
-    task = await TaskService(session).update(task_id, data, if_match, caller.id)
+    task = await TaskService(session, wakeups).update(task_id, data, if_match, caller.id)
     response.headers["ETag"] = etag(task.version)
     return task
 

@@ -27,12 +27,24 @@ __all__ = [
     "TaskCreate",
     "TaskRead",
     "TaskUpdate",
+    "WaitSeconds",
 ]
 
 Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher runs first."), INTEGRAL]
 LeaseSeconds = Annotated[
     int,
     Field(ge=1, le=86_400, description="How long the claim holds without a heartbeat."),
+    INTEGRAL,
+]
+
+WaitSeconds = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=30,
+        description="When nothing is claimable, wait up to this long for a task to become "
+        "claimable (holding no database connection), then answer 204.",
+    ),
     INTEGRAL,
 ]
 
@@ -62,6 +74,7 @@ class ClaimRequest(InputModel):
     worker_id: ResourceId
     project_id: Omittable[ResourceId] = optional_not_null("Optional: must be the worker's project.")
     lease_seconds: LeaseSeconds = 300
+    wait_seconds: WaitSeconds = 0
 
 
 class HeartbeatRequest(InputModel):

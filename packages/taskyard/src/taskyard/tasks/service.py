@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sessionwise import Session
@@ -14,10 +15,19 @@ from taskyard.projects.service import project_not_found
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters, TaskRepository
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
+from taskyard.tasks.wakeups import WakeupHub
 from taskyard.timestamps import utc_now
 from taskyard.workers.repository import WorkerRepository
 
-__all__ = ["TaskService"]
+__all__ = ["ClaimMiss", "TaskService"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimMiss:
+    """A claim that found nothing: whose project, and when it next has a task by time alone."""
+
+    project_id: int
+    next_claimable_at: datetime | None
 
 
 def task_not_found(task_id: int) -> ProblemError:
@@ -41,10 +51,18 @@ def _writable(task: TaskRead) -> dict[str, Any]:
 
 
 class TaskService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, wakeups: WakeupHub | None = None) -> None:
+        self.session = session
         self.tasks = TaskRepository(session)
         self.projects = ProjectRepository(session)
         self.workers = WorkerRepository(session)
+        # Told, in the transaction, when a task may have become claimable (None: nobody
+        # waits in this process, e.g. the CLI).
+        self.wakeups = wakeups
+
+    async def _announce(self, project_id: int) -> None:
+        if self.wakeups is not None:
+            await self.wakeups.announce(self.session, project_id)
 
     async def _assignee(self, worker_id: int, project_id: int) -> Ref:
         name = await self.workers.name_in_project(worker_id, project_id)
@@ -76,6 +94,7 @@ class TaskService:
             "lease_expires_at": None,
         }
         task_id = await self.tasks.insert(values)
+        await self._announce(data.project_id)
         return TaskRead(
             id=task_id,
             project_id=data.project_id,
@@ -146,6 +165,8 @@ class TaskService:
             )
         if changes.get("status", TaskStatus.IN_PROGRESS) is not TaskStatus.IN_PROGRESS:
             changes["lease_expires_at"] = None  # a finished or reset task holds no lease
+        if changes.get("status") is TaskStatus.PENDING and task.status is not TaskStatus.PENDING:
+            await self._announce(task.project_id)  # back in the queue: claimable again
         return await self._write(task, changes, assignee)
 
     async def delete(self, task_id: int, if_match: IfMatch | None, user_id: int) -> None:
@@ -153,8 +174,8 @@ class TaskService:
         if not await self.tasks.delete(task):
             raise ProblemError(ProblemKind.PRECONDITION_FAILED, "the task changed meanwhile")
 
-    async def claim(self, data: ClaimRequest, user_id: int) -> TaskRead | None:
-        """Take the worker's project's best claimable task; None when there is none."""
+    async def claim(self, data: ClaimRequest, user_id: int) -> TaskRead | ClaimMiss:
+        """Take the worker's project's best claimable task, or say when to look again."""
         worker = await self.workers.visible(data.worker_id, user_id)
         if worker is None or worker.id is None:
             raise unknown_reference("worker_id", f"worker {data.worker_id} not found")
@@ -165,7 +186,9 @@ class TaskService:
         now = utc_now()
         task = await self.tasks.next_claimable(worker.project_id, now)
         if task is None:
-            return None
+            # In the same transaction: a waiting claim sleeps until then (or a wake-up).
+            moment = await self.tasks.claimable_at(worker.project_id, now)
+            return ClaimMiss(worker.project_id, moment)
         changes = {
             "status": TaskStatus.IN_PROGRESS,
             "assignee_id": worker.id,
