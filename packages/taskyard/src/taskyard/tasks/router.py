@@ -1,4 +1,5 @@
-"""``/tasks``: the queue, with optimistic concurrency (ETag / If-Match) and claims."""
+"""``/tasks``: the queue, with optimistic concurrency (ETag / If-Match), claims (one task or
+a batch), completions, failures and retries."""
 
 from __future__ import annotations
 
@@ -14,9 +15,20 @@ from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
+from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
-from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
+from taskyard.tasks.schemas import (
+    AttemptRead,
+    ClaimedTasks,
+    ClaimRequest,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    TaskCreate,
+    TaskRead,
+    TaskUpdate,
+)
 from taskyard.tasks.service import ClaimMiss, TaskService
 from taskyard.tasks.waiting import Answered, claim_waiting
 from taskyard.tasks.wakeups import WakeupHub
@@ -26,6 +38,15 @@ __all__ = ["router"]
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
 _ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
+
+
+def _retry_policy(request: Request) -> RetryPolicy:
+    policy = request.app.state.retry_policy
+    assert isinstance(policy, RetryPolicy)
+    return policy
+
+
+Retries = Annotated[RetryPolicy, Depends(_retry_policy)]
 
 
 async def _wakeups(request: Request) -> WakeupHub:
@@ -55,7 +76,7 @@ async def create_task(
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, wakeups).create(data, caller.id)
+    task = await TaskService(session, wakeups=wakeups).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -82,46 +103,60 @@ async def list_tasks(
 
 @router.post(
     "/claim",
-    response_model=TaskRead,
-    summary="Claim the best pending task of the worker's project, waiting for one if asked",
-    response_description="The claimed task, now in_progress with a lease",
-    responses=idempotent(200, 204, s204="Nothing to claim (within `wait_seconds`)"),
+    response_model=TaskRead | ClaimedTasks,
+    summary="Claim the best due task of the worker's project, or up to `limit` of them",
+    response_description="Without `limit`: the claimed task, now in_progress with a lease. "
+    'With `limit`: `{"items": [...]}`, the tasks claimed, best first (maybe none).',
+    responses=idempotent(200, 204, s204="Nothing to claim (without `limit` only)"),
 )
 async def claim_task(
     data: ClaimRequest,
     credentials: Credentials,
     db: DatabaseDep,
-    wakeups: Wakeups,
     idempotency: IdempotencyDep,
-) -> TaskRead | Response:
+    retries: Retries,
+    wakeups: Wakeups,
+) -> TaskRead | ClaimedTasks | Response:
     # No SessionDep: a claim that waits must not hold a connection while it waits. Each
     # attempt is a short session of its own, committed (with the idempotency record) before
     # the answer, as SessionDep would.
-    async def attempt(final: bool) -> Answered[TaskRead | Response] | ClaimMiss:
+    async def attempt(final: bool) -> Answered[TaskRead | ClaimedTasks | Response] | ClaimMiss:
         async with db.session() as session:
             caller = await authenticate(session, credentials)
-            # With a key, a retried claim gets the task its first attempt took, never a
-            # second one; each attempt looks again (the first may have answered meanwhile).
+            # With a key, a retried claim gets the tasks its first attempt took, never others;
+            # each attempt looks again (a first request with the key may have answered).
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
                 return Answered(replay, claimed=False)
-            outcome = await TaskService(session, wakeups).claim(data, caller.id)
-            if isinstance(outcome, ClaimMiss):
-                if not final:
-                    return outcome
-                nothing = await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
-                return Answered(nothing, claimed=False)
-            headers = {"ETag": etag(outcome.version)}
-            claimed = await idempotency.answer(outcome, status_code=200, headers=headers)
-            return Answered(claimed, claimed=True)
+            service = TaskService(session, retries, wakeups)
+            outcome = await service.claim_or_miss(data, caller.id, data.limit or 1)
+            if isinstance(outcome, ClaimMiss) and not final:
+                return outcome
+            tasks = [] if isinstance(outcome, ClaimMiss) else outcome
+            answer = await _claim_answer(tasks, data, idempotency)
+        if tasks and (lease := tasks[0].lease_expires_at) and wakeups.waiting(tasks[0].project_id):
+            # Claims waiting here learn of this lease now: should it run out, they take over.
+            wakeups.wake_at(tasks[0].project_id, lease)
+        return Answered(answer, claimed=bool(tasks))
 
-    async def on_timeout() -> TaskRead | Response:
+    async def on_timeout() -> TaskRead | ClaimedTasks | Response:
         if idempotency.key is None:
-            return Response(status_code=status.HTTP_204_NO_CONTENT)
-        answered = await attempt(True)  # the 204 is stored with the key, like any answer
+            return await _claim_answer([], data, idempotency)
+        answered = await attempt(True)  # stored under the key, like any answer
         assert isinstance(answered, Answered)
         return answered.answer
 
     return await claim_waiting(wakeups, data.wait_seconds, attempt, on_timeout)
+
+
+async def _claim_answer(
+    tasks: list[TaskRead], data: ClaimRequest, idempotency: IdempotencyDep
+) -> TaskRead | ClaimedTasks | Response:
+    if data.limit is not None:
+        return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
+    if not tasks:
+        return await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
+    headers = {"ETag": etag(tasks[0].version)}
+    return await idempotency.answer(tasks[0], status_code=status.HTTP_200_OK, headers=headers)
 
 
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -154,7 +189,7 @@ async def update_task(
     response: Response,
     wakeups: Wakeups,
 ) -> TaskRead:
-    task = await TaskService(session, wakeups).update(task_id, data, if_match, caller.id)
+    task = await TaskService(session, wakeups=wakeups).update(task_id, data, if_match, caller.id)
     response.headers["ETag"] = etag(task.version)
     return task
 
@@ -187,3 +222,78 @@ async def heartbeat(
     task = await TaskService(session).heartbeat(task_id, data, caller.id)
     response.headers["ETag"] = etag(task.version)
     return task
+
+
+async def _answer(task: TaskRead, idempotency: IdempotencyDep) -> TaskRead | Response:
+    return await idempotency.answer(
+        task, status_code=status.HTTP_200_OK, headers={"ETag": etag(task.version)}
+    )
+
+
+@router.post(
+    "/{task_id}/complete",
+    response_model=TaskRead,
+    summary="Finish the task the worker holds, with its result",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+)
+async def complete_task(
+    task_id: ResourceId,
+    data: CompleteRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session).complete(task_id, data, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.post(
+    "/{task_id}/fail",
+    response_model=TaskRead,
+    summary="Fail the attempt the worker holds: retried after a backoff, or dead",
+    response_description="The task: pending again (see `run_after`), or dead after its last "
+    "attempt",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+)
+async def fail_task(
+    task_id: ResourceId,
+    data: FailRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    retries: Retries,
+    wakeups: Wakeups,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session, retries, wakeups).fail(task_id, data, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.post(
+    "/{task_id}/retry",
+    response_model=TaskRead,
+    summary="Requeue a dead, failed or cancelled task now, with a fresh set of attempts",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}, **problem_responses(412)},
+)
+async def retry_task(
+    task_id: ResourceId,
+    caller: CurrentUser,
+    if_match: IfMatchHeader,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    wakeups: Wakeups,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session, wakeups=wakeups).retry(task_id, if_match, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.get("/{task_id}/attempts", summary="The task's failed and expired attempts, oldest first")
+async def list_attempts(
+    task_id: ResourceId, caller: CurrentReader, session: ReadSessionDep
+) -> list[AttemptRead]:
+    return await TaskService(session).attempts(task_id, caller.id)
