@@ -25,6 +25,7 @@ from taskyard.problems import (
 )
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
+from taskyard.stop_signals import on_stop_signals
 from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.router import router as tasks_router
 from taskyard.tasks.wakeups import WakeupHub
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             WakeupHub().running(db) as wakeups,
         ):
             app.state.wakeups = wakeups
-            yield
+            with on_stop_signals(wakeups.drain):
+                yield
 
     app = FastAPI(
         title="taskyard",

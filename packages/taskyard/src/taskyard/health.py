@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sessionwise.fastapi import DatabaseDep
 from taskyard.errors import ProblemKind
@@ -32,6 +32,9 @@ class Ready(BaseModel):
     status: str = "ok"
     database: str = "ok"
     pool: PoolRead
+    waiting_claims: int = Field(
+        default=0, description="Claims waiting for work right now, holding no connection."
+    )
 
 
 @router.get("/live", summary="The process is up")
@@ -45,11 +48,12 @@ async def live() -> Live:
     responses=problem_responses(503),
     response_model=Ready,
 )
-async def ready(db: DatabaseDep) -> Ready | JSONResponse:
+async def ready(db: DatabaseDep, request: Request) -> Ready | JSONResponse:
     answered = await db.ping()
     pool = PoolRead(**db.pool_status().as_dict())
     if answered:
-        return Ready(pool=pool)
+        wakeups = getattr(request.app.state, "wakeups", None)
+        return Ready(pool=pool, waiting_claims=len(wakeups) if wakeups is not None else 0)
     return problem_response(
         ProblemKind.SERVICE_UNAVAILABLE,
         "the database does not answer",

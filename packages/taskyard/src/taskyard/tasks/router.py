@@ -111,6 +111,7 @@ async def list_tasks(
 )
 async def claim_task(
     data: ClaimRequest,
+    request: Request,
     credentials: Credentials,
     db: DatabaseDep,
     idempotency: IdempotencyDep,
@@ -145,7 +146,14 @@ async def claim_task(
         assert isinstance(answered, Answered)
         return answered.answer
 
-    return await claim_waiting(wakeups, data.wait_seconds, attempt, on_timeout)
+    async def disconnected() -> None:
+        # The body is read: the next message the server sends is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    answer = await claim_waiting(wakeups, data.wait_seconds, attempt, on_timeout, disconnected)
+    # None: the client is gone; nothing was claimed or stored, and nobody reads this.
+    return Response(status_code=status.HTTP_204_NO_CONTENT) if answer is None else answer
 
 
 async def _claim_answer(

@@ -50,30 +50,39 @@ async def claim_waiting(
     wait_seconds: float,
     attempt: ClaimAttempt[_Answer],
     on_timeout: Callable[[], Awaitable[_Answer]],
-) -> _Answer:
+    disconnected: Callable[[], Awaitable[object]],
+) -> _Answer | None:
     """Claim; if nothing is claimable, wait up to *wait_seconds* for a wake-up and try again.
 
     *on_timeout* answers when the time is up without a wake-up (nothing became claimable:
     the hub hears of every task that does, so no last attempt is needed unless the answer
-    must be stored, which *on_timeout* decides).
+    must be stored, which *on_timeout* decides). None when the client is gone
+    (*disconnected* returned): nothing was claimed for it, and nobody reads the answer.
     """
     deadline = asyncio.get_running_loop().time() + wait_seconds
     mark = wakeups.mark()
     outcome = await attempt(wait_seconds <= 0)
     if isinstance(outcome, Answered):
         return outcome.answer
-    async with wakeups.line(outcome.project_id) as place:
-        while True:
-            if outcome.next_claimable_at is not None:
-                wakeups.wake_at(outcome.project_id, outcome.next_claimable_at)
-            end = await place.wait(deadline, mark)
-            if end is WaitEnd.CLOSED:
-                raise shutting_down()
-            if end is WaitEnd.TIMED_OUT:
-                return await on_timeout()
-            mark = wakeups.mark()
-            outcome = await attempt(False)
-            if isinstance(outcome, Answered):
-                place.concluded(claimed=outcome.claimed)
-                return outcome.answer
-            place.concluded(claimed=False)
+    # Uvicorn does not cancel a request whose client went away; only receive() tells.
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        async with wakeups.line(outcome.project_id) as place:
+            while True:
+                if outcome.next_claimable_at is not None:
+                    wakeups.wake_at(outcome.project_id, outcome.next_claimable_at)
+                end = await place.wait(deadline, mark, gone)
+                if end is WaitEnd.CLOSED:
+                    raise shutting_down()
+                if end is WaitEnd.GONE:
+                    return None
+                if end is WaitEnd.TIMED_OUT:
+                    return await on_timeout()
+                mark = wakeups.mark()
+                outcome = await attempt(False)
+                if isinstance(outcome, Answered):
+                    place.concluded(claimed=outcome.claimed)
+                    return outcome.answer
+                place.concluded(claimed=False)
+    finally:
+        gone.cancel()

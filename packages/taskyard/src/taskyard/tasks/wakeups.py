@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -66,6 +67,7 @@ class WaitEnd(enum.Enum):
     WOKEN = "woken"
     TIMED_OUT = "timed_out"
     CLOSED = "closed"  # the server is shutting down
+    GONE = "gone"  # the client disconnected
 
 
 class Place:
@@ -82,8 +84,9 @@ class Place:
         self.holding = False
         self.woken_before = False  # then it waits again at the head of the line
 
-    async def wait(self, deadline: float, since: int) -> WaitEnd:
-        """Wait in line until woken, the loop time *deadline*, or shutdown.
+    async def wait(self, deadline: float, since: int, gone: asyncio.Future[object]) -> WaitEnd:
+        """Wait in line until woken, the loop time *deadline*, *gone* (the client
+        disconnected) or shutdown.
 
         *since* is the `WakeupHub.mark` taken before the claim that found nothing: a wake-up
         for the project after it (one that arrived while this waiter was out of line,
@@ -98,11 +101,17 @@ class Place:
             return WaitEnd.WOKEN
         self._event.clear()
         hub.enter(self)
-        timeout = deadline - asyncio.get_running_loop().time()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
+        woken = asyncio.ensure_future(self._event.wait())
+        try:
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait((woken, gone), timeout=timeout, return_when=FIRST_COMPLETED)
+        finally:
+            woken.cancel()
         if hub.closed:
             return WaitEnd.CLOSED
+        if gone.done():
+            hub.leave(self)  # a wake-up it holds is passed on as it leaves the line
+            return WaitEnd.GONE
         if self._event.is_set():
             return WaitEnd.WOKEN
         hub.leave(self)
@@ -288,8 +297,12 @@ class WakeupHub:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        """Wake every waiter (they answer at once) and stop listening. Idempotent."""
+    def drain(self) -> None:
+        """Wake every waiter to answer at once (503), and every later claim that would wait.
+
+        For the start of a shutdown: the server waits for requests in flight before it runs
+        the lifespan's exit (uvicorn's graceful shutdown), so that must not wait for them.
+        """
         self.closed = True
         for line in self._lines.values():
             for place in line:
@@ -298,6 +311,10 @@ class WakeupHub:
         for _moment, handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+
+    async def close(self) -> None:
+        """`drain`, and stop listening. Idempotent."""
+        self.drain()
         if self._rechecks is not None:
             self._rechecks.cancel()
             with contextlib.suppress(asyncio.CancelledError):
