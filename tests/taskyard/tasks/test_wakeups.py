@@ -76,7 +76,7 @@ async def test_a_woken_waiter_that_found_nothing_waits_again_at_the_head() -> No
         assert await a.task is WaitEnd.WOKEN  # type: ignore[misc]
         assert a.place is not None
         mark = hub.mark()
-        a.place.concluded(claimed=False)  # another claim took the task first
+        a.place.concluded(pass_on=False)  # another claim took the task first
         a.wait(mark)
         await _in_line(hub, 2)
         hub.wake(PROJECT)
@@ -97,7 +97,7 @@ async def test_a_claim_that_took_work_wakes_the_next_waiter() -> None:
         hub.wake(PROJECT)
         assert await a.task is WaitEnd.WOKEN  # type: ignore[misc]
         assert a.place is not None
-        a.place.concluded(claimed=True)  # there may be more: the next one looks
+        a.place.concluded(pass_on=True)  # took work, more is due: the next one looks
         assert await b.task is WaitEnd.WOKEN  # type: ignore[misc]
 
 

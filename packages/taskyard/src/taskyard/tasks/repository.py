@@ -154,6 +154,16 @@ _NEXT_MOMENT = select(
     .scalar_subquery()
     .label("lease"),
 )
+# Whether the project has a due task left (after a claim: then a waiter is woken for it).
+_ANY_DUE = (
+    select(_tasks.c.id)
+    .where(
+        _tasks.c.project_id == bindparam("project_id"),
+        _tasks.c.status == CLAIMABLE,
+        _tasks.c.run_after <= bindparam("now"),
+    )
+    .limit(1)
+)
 # Leases that ran out: their tasks are taken back (an attempt each) before a claim.
 _EXPIRED = (
     select(
@@ -472,3 +482,8 @@ class TaskRepository:
         # min() keeps its argument's type: aware UTC datetimes on both backends.
         moments: list[datetime] = [moment for moment in row if moment is not None]
         return min(moments, default=None)
+
+    async def any_due(self, project_id: int, now: datetime) -> bool:
+        """Whether a pending task of the project is due (claimed by others or not)."""
+        params = {"project_id": project_id, "now": now}
+        return (await self._rows(_ANY_DUE, params)).first() is not None

@@ -127,17 +127,26 @@ async def claim_task(
             # With a key, a retried claim gets the tasks its first attempt took, never others;
             # each attempt looks again (a first request with the key may have answered).
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
-                return Answered(replay, claimed=False)
+                return Answered(replay, pass_on=False)
             service = TaskService(session, retries, wakeups)
             outcome = await service.claim_or_miss(data, caller.id, data.limit or 1)
             if isinstance(outcome, ClaimMiss) and not final:
                 return outcome
             tasks = [] if isinstance(outcome, ClaimMiss) else outcome
+            project_id = tasks[0].project_id if tasks else None
+            # Another claim waits here and there is more work: wake it (a notification may
+            # have stood for several tasks). Not otherwise: the head of the line stays there.
+            more = (
+                project_id is not None
+                and wakeups.waiting(project_id) > 0
+                and await service.more_due(project_id)
+            )
             answer = await _claim_answer(tasks, data, idempotency)
-        if tasks and (lease := tasks[0].lease_expires_at) and wakeups.waiting(tasks[0].project_id):
+        lease = tasks[0].lease_expires_at if tasks else None
+        if project_id is not None and lease is not None and wakeups.waiting(project_id):
             # Claims waiting here learn of this lease now: should it run out, they take over.
-            wakeups.wake_at(tasks[0].project_id, lease)
-        return Answered(answer, claimed=bool(tasks))
+            wakeups.wake_at(project_id, lease)
+        return Answered(answer, pass_on=more)
 
     async def on_timeout() -> TaskRead | ClaimedTasks | Response:
         if idempotency.key is None:

@@ -255,6 +255,10 @@ class TaskService:
             return claimed
         return ClaimMiss(claimer.project.id, await self.tasks.claimable_at(claimer.project.id, now))
 
+    async def more_due(self, project_id: int) -> bool:
+        """Whether the project has another due task, after a claim."""
+        return await self.tasks.any_due(project_id, utc_now())
+
     async def claim(self, data: ClaimRequest, user_id: int) -> TaskRead | None:
         """Take the worker's project's best claimable task; None when there is none."""
         claimed = await self.claim_batch(data, user_id, 1)

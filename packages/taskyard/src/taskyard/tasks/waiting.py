@@ -24,10 +24,11 @@ _Answer = TypeVar("_Answer")
 
 @dataclass(frozen=True, slots=True)
 class Answered(Generic[_Answer]):
-    """An attempt that ends the request: its *answer*, and whether it *claimed* work."""
+    """An attempt that ends the request: its *answer*, and whether to *pass_on* a wake-up
+    (it claimed, and more work is due)."""
 
     answer: _Answer
-    claimed: bool
+    pass_on: bool
 
 
 ClaimAttempt = Callable[[bool], Awaitable["Answered[_Answer] | ClaimMiss"]]
@@ -81,8 +82,8 @@ async def claim_waiting(
                 mark = wakeups.mark()
                 outcome = await attempt(False)
                 if isinstance(outcome, Answered):
-                    place.concluded(claimed=outcome.claimed)
+                    place.concluded(pass_on=outcome.pass_on)
                     return outcome.answer
-                place.concluded(claimed=False)
+                place.concluded(pass_on=False)
     finally:
         gone.cancel()

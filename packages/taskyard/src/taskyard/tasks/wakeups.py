@@ -19,9 +19,10 @@ the project may have become claimable:
 
 Fairness: each wake-up goes to the head of the line, so the longest waiter gets the first task.
 A woken waiter that finds nothing (a claim that did not wait took the task first) goes back
-to the head of the line, not the tail; one that claims passes a wake-up on to the next, in
-case there was more than one task (identical notifications of one transaction arrive once),
-and one that leaves while holding a wake-up (a client that disconnected) passes it on too.
+to the head of the line, not the tail; one that claims and sees more work due passes a
+wake-up on to the next (identical notifications of one transaction arrive once; one moment
+may make several tasks due), and one that leaves while holding a wake-up (a client that
+disconnected) passes it on too.
 
 A wake-up is an event, not a reservation: the woken waiter claims like any other request.
 Each line is per process; across processes the first claim to commit wins, as always.
@@ -117,10 +118,11 @@ class Place:
         hub.leave(self)
         return WaitEnd.TIMED_OUT
 
-    def concluded(self, *, claimed: bool) -> None:
-        """The claim after a wake-up is over; *claimed*: it took work, so wake the next."""
+    def concluded(self, *, pass_on: bool) -> None:
+        """The claim after a wake-up is over; *pass_on*: it took work and more is due, so
+        wake the next."""
         self.holding = False
-        if claimed:
+        if pass_on:
             self._hub.wake(self.project_id)
 
     def wake(self) -> None:
