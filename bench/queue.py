@@ -28,6 +28,9 @@ from taskyard.tasks.models import TaskStatus
 AGENTS = 16
 BATCHES = (1, 10)
 GOAL_RATIO = 5.0  # the issue's goal: batch 10 at least 5x batch 1
+IDLE_AGENTS = 200
+IDLE_WAIT_SECONDS = 10  # shorter than the 30 s allowed: more re-claims, a harsher figure
+IDLE_GOAL_CPU_PERCENT = 5.0  # the issue's goal: under 5 % of one core, and no connection
 
 
 @dataclass(frozen=True)
@@ -189,3 +192,127 @@ def summarize(results: Sequence[Throughput]) -> dict[str, Any]:
         "batch_ratio": ratios,
         "goal_ratio": GOAL_RATIO,
     }
+
+
+@dataclass(frozen=True)
+class Idle:
+    """200 agents claiming with ``wait_seconds`` on a project without work, for a while."""
+
+    backend: str
+    agents: int
+    wait_seconds: int
+    seconds: float
+    server_cpu_s: float
+    claims_answered: int
+    max_checked_out: int
+    max_pool_waiting: int
+    min_waiting_claims: int
+    failures: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "agents": self.agents,
+            "wait_seconds": self.wait_seconds,
+            "seconds": round(self.seconds, 3),
+            "server_cpu_percent_of_one_core": round(100 * self.server_cpu_s / self.seconds, 2),
+            "claims_answered": self.claims_answered,
+            "max_checked_out": self.max_checked_out,
+            "max_pool_waiting": self.max_pool_waiting,
+            "min_waiting_claims": self.min_waiting_claims,
+            "failures": self.failures,
+            "goal_cpu_percent": IDLE_GOAL_CPU_PERCENT,
+        }
+
+
+async def _idle_agents(app: RunningApp, api_key: str, window_s: float, backend: str) -> Idle:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    limits = httpx.Limits(max_connections=IDLE_AGENTS + 10, max_keepalive_connections=None)
+    answered = failures = 0
+    async with httpx.AsyncClient(
+        base_url=app.base_url, headers=headers, limits=limits, timeout=IDLE_WAIT_SECONDS + 30
+    ) as client:
+        # A project of its own, without tasks: every claim waits its whole wait_seconds.
+        project = await client.post("/api/v1/projects", json={"name": f"idle-{time.time()}"})
+        project_id = project.json()["id"]
+        workers = [
+            (
+                await client.post(
+                    "/api/v1/workers", json={"project_id": project_id, "name": f"idle-{n}"}
+                )
+            ).json()["id"]
+            for n in range(20)
+        ]
+
+        async def agent(n: int) -> None:
+            nonlocal answered, failures
+            claim = {"worker_id": workers[n % len(workers)], "wait_seconds": IDLE_WAIT_SECONDS}
+            while True:
+                response = await client.post("/api/v1/tasks/claim", json=claim)
+                answered += 1
+                if response.status_code != 204:
+                    failures += 1
+
+        async def ready() -> dict[str, Any]:
+            body: dict[str, Any] = (await client.get("/health/ready")).json()
+            return body
+
+        agents = [asyncio.ensure_future(agent(n)) for n in range(IDLE_AGENTS)]
+        try:
+            for _ in range(600):  # all of them in line, or 2 minutes
+                if (await ready()).get("waiting_claims", 0) >= IDLE_AGENTS:
+                    break
+                await asyncio.sleep(0.2)
+            answered = 0
+            checked_out = pool_waiting = 0
+            waiting_claims = IDLE_AGENTS
+            cpu_before, started = app.cpu_seconds(), time.monotonic()
+            while time.monotonic() - started < window_s:
+                await asyncio.sleep(1.0)  # one readiness probe a second, counted in the CPU
+                body = await ready()
+                checked_out = max(checked_out, body["pool"]["checked_out"])
+                pool_waiting = max(pool_waiting, body["pool"]["waiting"])
+                waiting_claims = min(waiting_claims, body.get("waiting_claims", 0))
+            seconds = time.monotonic() - started
+            cpu = app.cpu_seconds() - cpu_before
+        finally:
+            for task in agents:
+                task.cancel()
+            await asyncio.gather(*agents, return_exceptions=True)
+    return Idle(
+        backend=backend,
+        agents=IDLE_AGENTS,
+        wait_seconds=IDLE_WAIT_SECONDS,
+        seconds=seconds,
+        server_cpu_s=cpu,
+        claims_answered=answered,
+        max_checked_out=checked_out,
+        max_pool_waiting=pool_waiting,
+        min_waiting_claims=waiting_claims,
+        failures=failures,
+    )
+
+
+def measure_idle(
+    backends: Sequence[tuple[str, RunningApp, str]],
+    window_s: float,
+    progress: Callable[[str], None],
+) -> list[Idle]:
+    """200 idle agents per backend: the server's CPU and pool while they wait.
+
+    *backends*: (name, served app, API key). The window spans at least two rounds of
+    re-claims (each agent claims again as soon as its wait ends with a 204).
+    """
+    results = []
+    for name, app, api_key in backends:
+        result = asyncio.run(_idle_agents(app, api_key, window_s, name))
+        results.append(result)
+        shown = result.as_dict()
+        progress(
+            f"[queue] {name} {IDLE_AGENTS} idle agents (wait_seconds {IDLE_WAIT_SECONDS}): "
+            f"{shown['server_cpu_percent_of_one_core']} % of one core, "
+            f"at most {result.max_checked_out} connections checked out, "
+            f"{result.claims_answered} claims answered in {shown['seconds']} s, "
+            f"{result.failures} failures"
+        )
+    return results

@@ -9,7 +9,8 @@
   PgBouncer in transaction mode, all on the same PostgreSQL database.
 * ``memory``: resident size of a fresh taskyard process after 10k and after 100k mixed calls.
 * ``queue``: 16 agents through claim -> complete, one task per claim against ``"limit": 10``,
-  PostgreSQL and SQLite (`bench.queue`).
+  PostgreSQL and SQLite (`bench.queue`); then 200 idle agents claiming with
+  ``wait_seconds``: the server's CPU and checked-out connections while they wait.
 """
 
 from __future__ import annotations
@@ -396,8 +397,16 @@ def queue_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedDa
         results = queue.measure_throughput(
             backends, run.settings.duration_s, run.settings.rounds, run.progress
         )
+        # At least two rounds of re-claims: each agent's wait ends every IDLE_WAIT_SECONDS.
+        window = max(2.5 * queue.IDLE_WAIT_SECONDS, 4 * run.settings.duration_s)
+        idle = queue.measure_idle(
+            [(name, app, api_key) for name, app, _url, _p, _w, api_key in backends],
+            window,
+            run.progress,
+        )
     run.queue = {
         "throughput": [result.as_dict() for result in results],
+        "idle": [result.as_dict() for result in idle],
         "summary": queue.summarize(results),
     }
     run.progress(f"[queue] {run.queue['summary']}")
