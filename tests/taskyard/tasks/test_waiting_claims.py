@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from taskyard.migrate import upgrade
 from taskyard.settings import Settings
 from taskyard.tasks.wakeups import WakeupHub
 from taskyard.timestamps import utc_now
+from tests.support.pg_activity import terminate_backends
 from tests.support.waiting import wait_until
 from tests.taskyard.conftest import Actor, create_actor
 
@@ -68,8 +70,10 @@ class Served:
 
 
 @asynccontextmanager
-async def served(url: str, **settings: Any) -> AsyncIterator[Served]:
-    config = DatabaseConfig(application_name="taskyard-test")
+async def served(
+    url: str, application_name: str = "taskyard-test", **settings: Any
+) -> AsyncIterator[Served]:
+    config = DatabaseConfig(application_name=application_name)
     app = create_app(Settings(database_url=url, database=config, **settings))
     async with app.router.lifespan_context(app):
         db = app.state.sessionwise_database
@@ -232,3 +236,35 @@ async def test_shutdown_answers_waiting_claims_503(database_url: str) -> None:
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
             assert "shutting down" in response.json()["detail"]
+
+
+async def test_the_listener_reconnects_when_its_connection_is_killed(
+    postgres_url: str, pg_admin: asyncpg.Connection, application_name: str
+) -> None:
+    async with served(postgres_url, application_name) as app:
+        listener = f"{application_name}-listener"
+
+        async def listener_pids() -> set[int]:
+            rows = await pg_admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1", listener
+            )
+            return {row["pid"] for row in rows}
+
+        await wait_until(lambda: app.wakeups.listening, within=10)
+        killed = await listener_pids()
+        assert len(killed) == 1  # one listening connection, outside the pool
+        assert await terminate_backends(pg_admin, listener) == 1
+
+        async def listening_again() -> bool:
+            pids = await listener_pids()
+            return app.wakeups.listening and len(pids) == 1 and not pids & killed
+
+        await wait_until(listening_again, within=15)
+        # While connected the listener is the only way a wake-up arrives on PostgreSQL.
+        worker = await app.worker("w")
+        claim = app.claim(worker, wait_seconds=30)
+        await app.waiting(1)
+        task = await app.create()
+        response = await claim
+        assert response.status_code == 200
+        assert response.json()["id"] == task["id"]

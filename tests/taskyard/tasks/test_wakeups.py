@@ -155,3 +155,21 @@ async def test_drain_answers_every_waiter_and_every_later_one() -> None:
         async with Waiter(hub, "late") as late:
             assert await late.wait(seconds=30) is WaitEnd.CLOSED
     assert len(hub) == 0
+
+
+async def test_while_the_listener_is_down_the_head_of_each_line_rechecks() -> None:
+    hub = WakeupHub()
+    async with Waiter(hub, "a") as a, Waiter(hub, "b") as b:
+        a.wait()
+        await _in_line(hub, 1)
+        b.wait()
+        await _in_line(hub, 2)
+        hub._listener_state(False)  # what the listener reports when its connection drops
+        try:
+            assert await a.task is WaitEnd.WOKEN  # type: ignore[misc]  # within a second
+            assert b.task is not None
+            assert not b.task.done()  # only the head looks
+            hub._listener_state(True)  # back: no more re-checks, every head looks once
+            assert await b.task is WaitEnd.WOKEN  # type: ignore[misc]
+        finally:
+            await hub.close()

@@ -129,7 +129,8 @@ async def claim_task(
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
                 return Answered(replay, pass_on=False)
             service = TaskService(session, retries, wakeups)
-            outcome = await service.claim_or_miss(data, caller.id, data.limit or 1)
+            limit = data.limit or 1
+            outcome = await service.claim_or_miss(data, caller.id, limit, waiting=not final)
             if isinstance(outcome, ClaimMiss) and not final:
                 return outcome
             tasks = [] if isinstance(outcome, ClaimMiss) else outcome

@@ -242,10 +242,10 @@ class TaskService:
         return await self.tasks.claim(claimer, limit, now, lease)
 
     async def claim_or_miss(
-        self, data: ClaimRequest, user_id: int, limit: int
+        self, data: ClaimRequest, user_id: int, limit: int, *, waiting: bool
     ) -> list[TaskRead] | ClaimMiss:
-        """`claim_batch`; when it takes nothing, when to look again (a waiting claim sleeps
-        until then, or until a wake-up), learned in the same transaction."""
+        """`claim_batch`; when it takes nothing and the claim is *waiting*, also when to look
+        again (it sleeps until then, or until a wake-up), learned in the same transaction."""
         claimer = await self._claimer(data, user_id)
         now = utc_now()
         await self.expire_leases(claimer.project.id, now)
@@ -253,7 +253,8 @@ class TaskService:
         claimed = await self.tasks.claim(claimer, limit, now, lease)
         if claimed:
             return claimed
-        return ClaimMiss(claimer.project.id, await self.tasks.claimable_at(claimer.project.id, now))
+        moment = await self.tasks.claimable_at(claimer.project.id, now) if waiting else None
+        return ClaimMiss(claimer.project.id, moment)
 
     async def more_due(self, project_id: int) -> bool:
         """Whether the project has another due task, after a claim."""
