@@ -397,8 +397,8 @@ def queue_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedDa
         results = queue.measure_throughput(
             backends, run.settings.duration_s, run.settings.rounds, run.progress
         )
-        # At least two rounds of re-claims: each agent's wait ends every IDLE_WAIT_SECONDS.
-        window = max(2.5 * queue.IDLE_WAIT_SECONDS, 4 * run.settings.duration_s)
+        # Two rounds of re-claims: each agent's wait ends every IDLE_WAIT_SECONDS.
+        window = max(2.2 * queue.IDLE_WAIT_SECONDS, 4 * run.settings.duration_s)
         idle = queue.measure_idle(
             [(name, app, api_key) for name, app, _url, _p, _w, api_key in backends],
             window,

@@ -151,8 +151,11 @@ class PostgresListener:
         logger.info("LISTEN %s: listening", self.channel)
         self._report(True)
         while not lost.is_set():
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancellation that
+            # arrives as the wait ends (cpython gh-86296), and close() would wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), _PING_INTERVAL)
+                async with asyncio.timeout(_PING_INTERVAL):
+                    await lost.wait()
                 break
             await connection.fetchval("SELECT 1", timeout=_PING_TIMEOUT)
         logger.warning("LISTEN %s: connection lost; reconnecting", self.channel)
@@ -183,6 +186,6 @@ class PostgresListener:
 
 async def _close(connection: Any) -> None:
     try:
-        await asyncio.wait_for(connection.close(), _CONNECT_TIMEOUT)
+        await connection.close(timeout=_CONNECT_TIMEOUT)
     except Exception:
         connection.terminate()
