@@ -108,7 +108,7 @@ async def list_tasks(
     summary="Claim the best due task of the worker's project, or up to `limit` of them",
     response_description="Without `limit`: the claimed task, now in_progress with a lease. "
     'With `limit`: `{"items": [...]}`, the tasks claimed, best first (maybe none).',
-    responses=idempotent(200, 204, s204="Nothing to claim (without `limit` only)"),
+    responses=idempotent(200, 204, s204="Nothing to claim within `wait_seconds` (without `limit`)"),
 )
 async def claim_task(
     data: ClaimRequest,
