@@ -140,6 +140,16 @@ async def test_payload_size_limit_and_validation(queue: Queue) -> None:
     assert malformed.status_code == 400
     assert malformed.json()["type"] == "/problems/malformed-json"
 
+    # What Python's parser takes but JSON columns and clients cannot: refused, stored nowhere.
+    for value in ("NaN", "Infinity", "-1e400", '"\\ud800"', '{"a": [1, NaN]}'):
+        odd = await queue.client.post(
+            f"{API}/tasks",
+            content=f'{{"project_id": {queue.project_id}, "title": "t", "payload": {value}}}',
+            headers={**queue.owner.headers, "Content-Type": "application/json"},
+        )
+        assert odd.status_code == 422, (value, odd.text)
+        assert odd.json()["errors"][0]["field"] == "payload"
+
     # A result is held to the same limit; the task stays in progress.
     task = (await queue.claim()).json()
     refused = await queue.post(
