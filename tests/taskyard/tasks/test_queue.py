@@ -351,6 +351,15 @@ async def test_complete_and_fail_honour_idempotency_keys(queue: Queue) -> None:
     assert replay.json() == failed.json()
     assert len((await queue.get(f"/tasks/{other['id']}/attempts")).json()) == 1  # counted once
 
+    # A keyed batch claim, retried, gets the same tasks and takes no others.
+    fresh = [(await queue.create())["id"] for _ in range(3)]
+    claim = {"worker_id": queue.workers[1], "lease_seconds": 60, "limit": 2}
+    first_claim = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    retried = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    assert retried.json() == first_claim.json()
+    assert [t["id"] for t in retried.json()["items"]] == fresh[:2]
+    assert (await queue.get(f"/tasks/{fresh[2]}")).json()["status"] == "pending"
+
 
 async def test_queue_endpoints_are_for_members_only(
     queue: Queue, bob: Actor, api_client: httpx.AsyncClient
