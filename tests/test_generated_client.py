@@ -1,0 +1,200 @@
+"""A client generated from the served document runs the README's first session (issue 16).
+
+openapi-python-client (pinned in the dev group) generates ``taskyard_client`` from
+``/openapi.json`` of a served taskyard into a temporary directory, at test time: nothing
+generated is committed, so nothing can be stale or hand-edited. Its functions are named by
+the operation ids (``tasks_create_task``), its models by the schemas, and every answer must
+be one the document declares (``raise_on_unexpected_status``). The session is the one of
+README.md's "A first session" (tests/test_readme_session.py runs it with curl), step by step.
+The agent loop of docs/clients.md then runs with the same client (tests/test_docs_clients.py
+reads it from the page).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.served_app import ServedApp, create_user_with_cli, serve_taskyard
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR_CONFIG = ROOT / "clients" / "openapi-python-client.yaml"
+PACKAGE = "taskyard_client"
+
+
+def generate_client(document_url: str, into: Path) -> Path:
+    """``openapi-python-client generate`` for *document_url*; the package's parent directory."""
+    document = into / "openapi.json"
+    document.write_bytes(httpx.get(document_url, timeout=10).content)
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [
+            str(bin_dir / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(document),
+            "--config",
+            str(GENERATOR_CONFIG),
+            "--meta",
+            "none",
+            "--output-path",
+            str(into / PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # Its post-hooks run ruff, the environment's own.
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Warnings mean a part of the document it could not turn into code.
+    assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return into
+
+
+@pytest.fixture
+def served_sqlite(tmp_path: Path) -> Iterator[ServedApp]:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'taskyard.db'}"
+    with serve_taskyard(database_url, tmp_path, users=[]) as app:
+        yield app
+
+
+@pytest.fixture
+def client_package(
+    served_sqlite: ServedApp,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ModuleType]:
+    """The generated package, imported; forgotten again afterwards."""
+    parent = generate_client(
+        f"{served_sqlite.base_url}/openapi.json", tmp_path_factory.mktemp("client")
+    )
+    monkeypatch.syspath_prepend(str(parent))
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+def test_generated_client_runs_the_readme_first_session(
+    served_sqlite: ServedApp, client_package: ModuleType
+) -> None:
+    create_project = _module("api.projects.projects_create_project")
+    list_projects = _module("api.projects.projects_list_projects")
+    create_worker = _module("api.workers.workers_create_worker")
+    create_task = _module("api.tasks.tasks_create_task")
+    claim_task = _module("api.tasks.tasks_claim_task")
+    list_tasks = _module("api.tasks.tasks_list_tasks")
+    update_task = _module("api.tasks.tasks_update_task")
+    models = _module("models")
+
+    # a user and an API key: made with the CLI, as in the README
+    user = create_user_with_cli(served_sqlite.database_url, "ada", env=served_sqlite.env)
+    client = client_package.AuthenticatedClient(
+        base_url=served_sqlite.base_url, token=user.api_key, raise_on_unexpected_status=True
+    )
+    with client:
+        project = create_project.sync(
+            client=client, body=models.ProjectCreate(name="Website relaunch")
+        )
+        assert isinstance(project, models.ProjectRead), project
+        assert (project.name, project.owner_id) == ("Website relaunch", project.members[0].user_id)
+        assert project.members[0].role == models.Role.OWNER
+
+        worker = create_worker.sync(
+            client=client, body=models.WorkerCreate(project_id=project.id, name="build-agent")
+        )
+        assert isinstance(worker, models.WorkerRead), worker
+        assert worker.project_id == project.id
+
+        copy = create_task.sync(
+            client=client,
+            body=models.TaskCreate(project_id=project.id, title="Write the landing page copy"),
+        )
+        assert isinstance(copy, models.TaskRead), copy
+        assert (copy.status, copy.priority, copy.version) == (models.TaskStatus.PENDING, 0, 1)
+        assert copy.assignee is None and copy.project.name == "Website relaunch"
+
+        header = create_task.sync(
+            client=client,
+            body=models.TaskCreate(
+                project_id=project.id, title="Fix the broken header", priority=5
+            ),
+        )
+        assert isinstance(header, models.TaskRead) and header.priority == 5
+
+        # an agent that may retry sends each create with its own key; same again: same answer
+        notes = models.TaskCreate(project_id=project.id, title="Draft the release notes")
+        key = '"5b0e6c2a-release-notes"'
+        first = create_task.sync_detailed(client=client, body=notes, idempotency_key=key)
+        again = create_task.sync_detailed(client=client, body=notes, idempotency_key=key)
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert "idempotency-replayed" not in first.headers
+        assert again.headers["idempotency-replayed"] == "true"
+        assert again.parsed.id == first.parsed.id and again.parsed.title == notes.title
+
+        # the worker claims the highest-priority pending task, with a 5-minute lease
+        claimed = claim_task.sync_detailed(
+            client=client, body=models.ClaimRequest(worker_id=worker.id, lease_seconds=300)
+        )
+        assert claimed.status_code == 200
+        task = claimed.parsed
+        assert isinstance(task, models.TaskRead)
+        assert (task.id, task.status, task.version) == (header.id, models.TaskStatus.IN_PROGRESS, 2)
+        assert task.assignee.name == "build-agent" and task.lease_expires_at is not None
+        assert claimed.headers["etag"] == '"2"'
+
+        pending = list_tasks.sync(
+            client=client, project_id=project.id, status=models.TaskStatus.PENDING
+        )
+        assert isinstance(pending, models.PageTaskRead)
+        assert [item.id for item in pending.items] == [copy.id, first.parsed.id]
+        assert pending.next_cursor is None
+
+        # finish it, only if nobody changed it since version 2
+        done = update_task.sync_detailed(
+            client=client,
+            task_id=task.id,
+            body=models.TaskUpdate(status=models.TaskStatus.DONE),
+            if_match='"2"',
+        )
+        assert done.status_code == 200 and done.headers["etag"] == '"3"'
+        assert (done.parsed.status, done.parsed.version) == (models.TaskStatus.DONE, 3)
+
+        stale = update_task.sync_detailed(
+            client=client,
+            task_id=task.id,
+            body=models.TaskUpdate(title="stale edit"),
+            if_match='"2"',
+        )
+        assert stale.status_code == 412
+        assert stale.headers["content-type"] == "application/problem+json"
+        assert isinstance(stale.parsed, models.Problem)
+        assert stale.parsed.type_ == "/problems/precondition-failed"
+        assert stale.parsed.detail == 'If-Match does not match the current version "3"'
+
+    # without a key: the client without a token gets the documented 401 problem
+    anonymous = client_package.Client(
+        base_url=served_sqlite.base_url, raise_on_unexpected_status=True
+    )
+    with anonymous:
+        refused = list_projects.sync_detailed(client=anonymous)
+    assert refused.status_code == 401
+    assert isinstance(refused.parsed, models.Problem)
+    assert refused.parsed.type_ == "/problems/unauthorized"
+    assert refused.parsed.detail == "missing `Authorization: Bearer <api key>` header"
