@@ -128,7 +128,8 @@ def test_generated_client_runs_the_readme_first_session(
         )
         assert isinstance(copy, models.TaskRead), copy
         assert (copy.status, copy.priority, copy.version) == (models.TaskStatus.PENDING, 0, 1)
-        assert copy.assignee is None and copy.project.name == "Website relaunch"
+        assert copy.assignee is None
+        assert copy.project.name == "Website relaunch"
 
         header = create_task.sync(
             client=client,
@@ -136,7 +137,8 @@ def test_generated_client_runs_the_readme_first_session(
                 project_id=project.id, title="Fix the broken header", priority=5
             ),
         )
-        assert isinstance(header, models.TaskRead) and header.priority == 5
+        assert isinstance(header, models.TaskRead)
+        assert header.priority == 5
 
         # an agent that may retry sends each create with its own key; same again: same answer
         notes = models.TaskCreate(project_id=project.id, title="Draft the release notes")
@@ -146,7 +148,8 @@ def test_generated_client_runs_the_readme_first_session(
         assert (first.status_code, again.status_code) == (201, 201)
         assert "idempotency-replayed" not in first.headers
         assert again.headers["idempotency-replayed"] == "true"
-        assert again.parsed.id == first.parsed.id and again.parsed.title == notes.title
+        assert again.parsed.id == first.parsed.id
+        assert again.parsed.title == notes.title
 
         # the worker claims the highest-priority pending task, with a 5-minute lease
         claimed = claim_task.sync_detailed(
@@ -156,7 +159,8 @@ def test_generated_client_runs_the_readme_first_session(
         task = claimed.parsed
         assert isinstance(task, models.TaskRead)
         assert (task.id, task.status, task.version) == (header.id, models.TaskStatus.IN_PROGRESS, 2)
-        assert task.assignee.name == "build-agent" and task.lease_expires_at is not None
+        assert task.assignee.name == "build-agent"
+        assert task.lease_expires_at is not None
         assert claimed.headers["etag"] == '"2"'
 
         pending = list_tasks.sync(
@@ -173,7 +177,8 @@ def test_generated_client_runs_the_readme_first_session(
             body=models.TaskUpdate(status=models.TaskStatus.DONE),
             if_match='"2"',
         )
-        assert done.status_code == 200 and done.headers["etag"] == '"3"'
+        assert done.status_code == 200
+        assert done.headers["etag"] == '"3"'
         assert (done.parsed.status, done.parsed.version) == (models.TaskStatus.DONE, 3)
 
         stale = update_task.sync_detailed(
