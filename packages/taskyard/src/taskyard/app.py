@@ -19,6 +19,7 @@ from taskyard.pagination import CursorCodec
 from taskyard.problems import database_problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
+from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.router import router as tasks_router
 from taskyard.users.router import router as users_router
 from taskyard.workers.router import router as workers_router
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,  # "tasks-create_task", not FastAPI's default
     )
     app.state.settings = settings
+    app.state.retry_policy = RetryPolicy(
+        base=settings.retry_base_delay, cap=settings.retry_max_delay, jitter=settings.retry_jitter
+    )
     idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
