@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
-from taskyard.problems import Problem
+from taskyard.problems import Problem, problem_responses
 
 __all__ = ["LINKS", "Link", "document_contract", "operation_id"]
 
@@ -76,13 +77,17 @@ _CLAIMER = {"worker_id": "$response.body#/assignee/id"}
 
 
 def _task_links(task: Mapping[str, str], worker: Mapping[str, str]) -> dict[str, Link]:
-    links = {
+    """Links to the operations on one task; *worker* fills the body of the lease holder's."""
+    return {
         "ReadTask": Link("tasks-read_task", task),
         "UpdateTask": Link("tasks-update_task", task),
         "DeleteTask": Link("tasks-delete_task", task),
+        "Heartbeat": Link("tasks-heartbeat", task, worker),
+        "Complete": Link("tasks-complete_task", task, worker),
+        "Fail": Link("tasks-fail_task", task, worker),
+        "Retry": Link("tasks-retry_task", task),
+        "ListAttempts": Link("tasks-list_attempts", task),
     }
-    links["Heartbeat"] = Link("tasks-heartbeat", task, worker)
-    return links
 
 
 LINKS: dict[tuple[str, int], dict[str, Link]] = {
@@ -109,7 +114,9 @@ LINKS: dict[tuple[str, int], dict[str, Link]] = {
             body={"project_id": "$response.body#/project_id", "assignee_id": _ID},
         ),
     },
-    # The heartbeat of a task nobody claimed is a 409; the claim's links give the worker.
+    # The lease holder's operations on a task nobody claimed answer 409; a claim's links
+    # give them the worker. (They follow a claim without `limit`: with it, the answer is a
+    # list, `{"items": [...]}`, with no `id` to take.)
     ("tasks-create_task", 201): _task_links(_TASK, {}),
     ("tasks-claim_task", 200): _task_links(_TASK, _CLAIMER),
     **{
@@ -178,6 +185,24 @@ def _describe_cursor_refusal(document: dict[str, Any]) -> None:
                 operation["responses"]["400"]["description"] = _FORGED_CURSOR
 
 
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _validation_errors_as_problems(document: dict[str, Any]) -> None:
+    """Every 422 is a problem (taskyard.problems answers them), also where FastAPI added
+    its default entry (operations not under /api/v1); its unused schemas go."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            entry = operation.get("responses", {}).get("422", {})
+            schema = entry.get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref") == _FASTAPI_422:
+                operation["responses"]["422"] = problem_responses(422)[422]
+    if _FASTAPI_422 not in json.dumps(document["paths"]):
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+
+
 def _add_problem_schema(document: dict[str, Any]) -> None:
     """The `Problem` schema that ``problem_responses`` refer to (no route returns it)."""
     _, definitions = models_json_schema(
@@ -196,6 +221,7 @@ def document_contract(app: FastAPI) -> None:
             return app.openapi_schema
         document = build()
         _add_problem_schema(document)
+        _validation_errors_as_problems(document)
         _absent_not_null(document)
         _describe_cursor_refusal(document)
         add_links(document, LINKS)
