@@ -6,8 +6,7 @@ generated is committed, so nothing can be stale or hand-edited. Its functions ar
 the operation ids (``tasks_create_task``), its models by the schemas, and every answer must
 be one the document declares (``raise_on_unexpected_status``). The session is the one of
 README.md's "A first session" (tests/test_readme_session.py runs it with curl), step by step.
-The agent loop of docs/clients.md then runs with the same client (tests/test_docs_clients.py
-reads it from the page).
+The agent loop of docs/clients.md then runs, as written on the page, with the same client.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import pytest
 from tests.support.served_app import ServedApp, create_user_with_cli, serve_taskyard
 
 ROOT = Path(__file__).resolve().parents[1]
+CLIENTS_PAGE = ROOT / "docs" / "clients.md"
 GENERATOR_CONFIG = ROOT / "clients" / "openapi-python-client.yaml"
 PACKAGE = "taskyard_client"
 
@@ -62,29 +62,29 @@ def generate_client(document_url: str, into: Path) -> Path:
     return into
 
 
-@pytest.fixture
-def served_sqlite(tmp_path: Path) -> Iterator[ServedApp]:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'taskyard.db'}"
-    with serve_taskyard(database_url, tmp_path, users=[]) as app:
+@pytest.fixture(scope="module")
+def served_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    directory = tmp_path_factory.mktemp("served")
+    database_url = f"sqlite+aiosqlite:///{directory / 'taskyard.db'}"
+    with serve_taskyard(database_url, directory, users=[]) as app:
         yield app
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client_package(
-    served_sqlite: ServedApp,
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    served_sqlite: ServedApp, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ModuleType]:
     """The generated package, imported; forgotten again afterwards."""
     parent = generate_client(
         f"{served_sqlite.base_url}/openapi.json", tmp_path_factory.mktemp("client")
     )
-    monkeypatch.syspath_prepend(str(parent))
-    try:
-        yield importlib.import_module(PACKAGE)
-    finally:
-        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
-            del sys.modules[name]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(parent))
+        try:
+            yield importlib.import_module(PACKAGE)
+        finally:
+            for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+                del sys.modules[name]
 
 
 def _module(name: str) -> Any:
@@ -203,3 +203,52 @@ def test_generated_client_runs_the_readme_first_session(
     assert isinstance(refused.parsed, models.Problem)
     assert refused.parsed.type_ == "/problems/unauthorized"
     assert refused.parsed.detail == "missing `Authorization: Bearer <api key>` header"
+
+
+def agent_loop_code() -> str:
+    """The Python block of the "An agent loop" section of docs/clients.md."""
+    section = CLIENTS_PAGE.read_text().split("## An agent loop", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_agent_loop_of_the_clients_page_works_through_the_queue(
+    served_sqlite: ServedApp, client_package: ModuleType
+) -> None:
+    models = _module("models")
+    create_project = _module("api.projects.projects_create_project")
+    create_worker = _module("api.workers.workers_create_worker")
+    create_task = _module("api.tasks.tasks_create_task")
+    read_task = _module("api.tasks.tasks_read_task")
+    user = create_user_with_cli(served_sqlite.database_url, "agent", env=served_sqlite.env)
+    client = client_package.AuthenticatedClient(
+        base_url=served_sqlite.base_url, token=user.api_key, raise_on_unexpected_status=True
+    )
+    page: dict[str, Any] = {}
+    exec(compile(agent_loop_code(), str(CLIENTS_PAGE), "exec"), page)
+
+    def work(task: Any) -> dict[str, Any]:
+        if task.title == "explode":
+            raise ValueError("cannot do this one")
+        return {"words": len(task.title.split())}
+
+    with client:
+        project = create_project.sync(client=client, body=models.ProjectCreate(name="agents"))
+        worker = create_worker.sync(
+            client=client, body=models.WorkerCreate(project_id=project.id, name="agent-1")
+        )
+        titles = ["write the copy", "explode", "fix the header now"]
+        tasks = [
+            create_task.sync(client=client, body=models.TaskCreate(project_id=project.id, title=t))
+            for t in titles
+        ]
+        completed = page["run_agent"](client, worker.id, work)
+        assert completed == 2
+        after = [read_task.sync(client=client, task_id=task.id) for task in tasks]
+    assert [task.status for task in after] == [
+        models.TaskStatus.DONE,
+        models.TaskStatus.PENDING,  # failed once: retried after a backoff, not claimable yet
+        models.TaskStatus.DONE,
+    ]
+    assert after[0].result == {"words": 3}
+    assert after[2].result == {"words": 4}
+    assert after[1].attempts == 1
