@@ -101,6 +101,9 @@ def test_generated_client_runs_the_readme_first_session(
     claim_task = _module("api.tasks.tasks_claim_task")
     list_tasks = _module("api.tasks.tasks_list_tasks")
     update_task = _module("api.tasks.tasks_update_task")
+    complete_task = _module("api.tasks.tasks_complete_task")
+    fail_task = _module("api.tasks.tasks_fail_task")
+    list_attempts = _module("api.tasks.tasks_list_attempts")
     models = _module("models")
 
     # a user and an API key: made with the CLI, as in the README
@@ -192,6 +195,66 @@ def test_generated_client_runs_the_readme_first_session(
         assert isinstance(stale.parsed, models.Problem)
         assert stale.parsed.type_ == "/problems/precondition-failed"
         assert stale.parsed.detail == 'If-Match does not match the current version "3"'
+
+        # an agent's task carries its input as JSON: the payload
+        payload = {"url": "https://example.com/CHANGELOG.md", "words": 100}
+        summary = create_task.sync(
+            client=client,
+            body=models.TaskCreate(
+                project_id=project.id, title="Summarize the changelog", priority=9, payload=payload
+            ),
+        )
+        assert isinstance(summary, models.TaskRead)
+        assert (summary.payload, summary.result) == (payload, None)
+        assert (summary.attempts, summary.max_attempts) == (0, 3)
+
+        # the agent loop: claim up to 10 tasks at once (best first, each with its own lease)
+        batch = claim_task.sync(
+            client=client,
+            body=models.ClaimRequest(worker_id=worker.id, lease_seconds=300, limit=10),
+        )
+        assert isinstance(batch, models.ClaimedTasks), batch
+        assert [item.id for item in batch.items] == [summary.id, copy.id, first.parsed.id]
+        assert {item.status for item in batch.items} == {models.TaskStatus.IN_PROGRESS}
+        assert batch.items[0].attempts == 1
+
+        # ... work on each, and complete it with its result
+        result = {"summary": "Payloads, retries and batch claims."}
+        completed = complete_task.sync(
+            client=client,
+            task_id=summary.id,
+            body=models.CompleteRequest(worker_id=worker.id, result=result),
+        )
+        assert isinstance(completed, models.TaskRead)
+        assert (completed.status, completed.result) == (models.TaskStatus.DONE, result)
+
+        # or fail it: pending again after a backoff, until its last attempt
+        failed = fail_task.sync(
+            client=client,
+            task_id=copy.id,
+            body=models.FailRequest(worker_id=worker.id, error="the page did not load"),
+        )
+        assert isinstance(failed, models.TaskRead)
+        assert (failed.status, failed.attempts) == (models.TaskStatus.PENDING, 1)
+        assert failed.last_error == "the page did not load"
+        assert failed.run_after > failed.claimed_at
+
+        # every failed attempt is kept, with its worker, times and error
+        attempts = list_attempts.sync(client=client, task_id=copy.id)
+        assert isinstance(attempts, list)
+        assert [(a.attempt, a.worker.name, a.error) for a in attempts] == [
+            (1, "build-agent", "the page did not load")
+        ]
+
+        # another worker completing a task it does not hold: refused
+        refused_completion = complete_task.sync_detailed(
+            client=client,
+            task_id=first.parsed.id,
+            body=models.CompleteRequest(worker_id=worker.id + 1, result=None),
+        )
+        assert refused_completion.status_code == 409
+        assert isinstance(refused_completion.parsed, models.Problem)
+        assert refused_completion.parsed.type_ == "/problems/conflict"
 
     # without a key: the client without a token gets the documented 401 problem
     anonymous = client_package.Client(
