@@ -72,6 +72,7 @@ def test_schemathesis_all_phases_all_checks_no_failure(served: ServedApp, tmp_pa
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20_000:]
     summary = output.rsplit("SUMMARY", 1)[-1]
+    print(summary.strip().splitlines()[-1])  # "... in 95.2s": the run's time, with -rP / -s
     for phase in PHASES:
         assert f"✅ {phase}" in summary, summary
     assert f"Selected: {operations}/{operations}" in summary, summary

@@ -24,7 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from taskyard.problems import Problem, problem_responses
 
-__all__ = ["LINKS", "Link", "document_contract", "operation_id"]
+__all__ = ["LINKS", "Link", "add_links", "document_contract", "operation_id"]
 
 
 def operation_id(route: APIRoute) -> str:
