@@ -108,7 +108,9 @@ LINKS: dict[tuple[str, int], dict[str, Link]] = {
         "ReadWorker": Link("workers-read_worker", _WORKER),
         "UpdateWorker": Link("workers-update_worker", _WORKER),
         "DeleteWorker": Link("workers-delete_worker", _WORKER),
-        "Claim": Link("tasks-claim_task", body=_WORKER),
+        "Claim": Link(
+            "tasks-claim_task", body={**_WORKER, "project_id": "$response.body#/project_id"}
+        ),
         "AssignTask": Link(
             "tasks-create_task",
             body={"project_id": "$response.body#/project_id", "assignee_id": _ID},
@@ -119,6 +121,12 @@ LINKS: dict[tuple[str, int], dict[str, Link]] = {
     # list, `{"items": [...]}`, with no `id` to take.)
     ("tasks-create_task", 201): _task_links(_TASK, {}),
     ("tasks-claim_task", 200): _task_links(_TASK, _CLAIMER),
+    # A failed attempt leaves the task pending again, or dead after its last: retry it.
+    ("tasks-fail_task", 200): {
+        "ReadTask": Link("tasks-read_task", _TASK),
+        "Retry": Link("tasks-retry_task", _TASK),
+        "ListAttempts": Link("tasks-list_attempts", _TASK),
+    },
     **{
         (f"{listing}-list_{listing}", 200): {
             "NextPage": Link(
