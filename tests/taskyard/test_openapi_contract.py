@@ -104,7 +104,7 @@ def test_each_create_links_to_the_operations_that_use_its_id(document: dict[str,
         "tasks-fail_task",
     }
     assert targets("tasks-create_task") >= on_a_task
-    assert targets("tasks-claim_task", "200") >= on_a_task
+    assert targets("tasks-claim_task", "200") >= on_a_task | {"tasks-complete_tasks"}
     assert targets("tasks-fail_task", "200") >= {"tasks-retry_task", "tasks-list_attempts"}
     claimed = _links(document, "tasks-claim_task", "200")
     assert claimed["Complete"]["parameters"] == {"task_id": "$response.body#/id"}

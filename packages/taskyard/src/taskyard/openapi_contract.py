@@ -120,7 +120,10 @@ LINKS: dict[tuple[str, int], dict[str, Link]] = {
     # give them the worker. (They follow a claim without `limit`: with it, the answer is a
     # list, `{"items": [...]}`, with no `id` to take.)
     ("tasks-create_task", 201): _task_links(_TASK, {}),
-    ("tasks-claim_task", 200): _task_links(_TASK, _CLAIMER),
+    ("tasks-claim_task", 200): {
+        **_task_links(_TASK, _CLAIMER),
+        "CompleteMany": Link("tasks-complete_tasks", body=_CLAIMER),
+    },
     # A failed attempt leaves the task pending again, or dead after its last: retry it.
     ("tasks-fail_task", 200): {
         "ReadTask": Link("tasks-read_task", _TASK),
