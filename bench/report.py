@@ -299,6 +299,7 @@ def render(payload: dict[str, Any], plot_name: str) -> str:
         memory_section(payload),
         "## Queue: agents through claim -> complete",
         queue_section(payload),
+        _note("queue.md"),
         "## Session lifecycle micro-benchmark",
         micro_section(payload),
         _note("micro.md"),

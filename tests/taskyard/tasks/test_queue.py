@@ -140,6 +140,16 @@ async def test_payload_size_limit_and_validation(queue: Queue) -> None:
     assert malformed.status_code == 400
     assert malformed.json()["type"] == "/problems/malformed-json"
 
+    # What Python's parser takes but JSON columns and clients cannot: refused, stored nowhere.
+    for value in ("NaN", "Infinity", "-1e400", '"\\ud800"', '{"a": [1, NaN]}'):
+        odd = await queue.client.post(
+            f"{API}/tasks",
+            content=f'{{"project_id": {queue.project_id}, "title": "t", "payload": {value}}}',
+            headers={**queue.owner.headers, "Content-Type": "application/json"},
+        )
+        assert odd.status_code == 422, (value, odd.text)
+        assert odd.json()["errors"][0]["field"] == "payload"
+
     # A result is held to the same limit; the task stays in progress.
     task = (await queue.claim()).json()
     refused = await queue.post(
@@ -340,6 +350,15 @@ async def test_complete_and_fail_honour_idempotency_keys(queue: Queue) -> None:
     replay = await queue.post(f"/tasks/{other['id']}/fail", failure, **{"Idempotency-Key": '"f-1"'})
     assert replay.json() == failed.json()
     assert len((await queue.get(f"/tasks/{other['id']}/attempts")).json()) == 1  # counted once
+
+    # A keyed batch claim, retried, gets the same tasks and takes no others.
+    fresh = [(await queue.create())["id"] for _ in range(3)]
+    claim = {"worker_id": queue.workers[1], "lease_seconds": 60, "limit": 2}
+    first_claim = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    retried = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    assert retried.json() == first_claim.json()
+    assert [t["id"] for t in retried.json()["items"]] == fresh[:2]
+    assert (await queue.get(f"/tasks/{fresh[2]}")).json()["status"] == "pending"
 
 
 async def test_queue_endpoints_are_for_members_only(

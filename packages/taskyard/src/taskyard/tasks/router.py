@@ -3,7 +3,7 @@ a batch), completions, failures and retries."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
@@ -46,6 +46,13 @@ def _retry_policy(request: Request) -> RetryPolicy:
 
 
 Retries = Annotated[RetryPolicy, Depends(_retry_policy)]
+
+
+def _keyed_task(*problems: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of a keyed operation answering one task: its ETag and the replay."""
+    entries = idempotent(200)
+    entries[200] = {"headers": {**entries[200]["headers"], **_ETAG_HEADER}}
+    return {**entries, **problem_responses(*problems)} if problems else entries
 
 
 @router.post(
@@ -214,7 +221,7 @@ async def _answer(task: TaskRead, idempotency: IdempotencyDep) -> TaskRead | Res
     "/{task_id}/complete",
     response_model=TaskRead,
     summary="Finish the task the worker holds, with its result",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+    responses=_keyed_task(),
 )
 async def complete_task(
     task_id: ResourceId,
@@ -235,7 +242,7 @@ async def complete_task(
     summary="Fail the attempt the worker holds: retried after a backoff, or dead",
     response_description="The task: pending again (see `run_after`), or dead after its last "
     "attempt",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+    responses=_keyed_task(),
 )
 async def fail_task(
     task_id: ResourceId,
@@ -255,7 +262,7 @@ async def fail_task(
     "/{task_id}/retry",
     response_model=TaskRead,
     summary="Requeue a dead, failed or cancelled task now, with a fresh set of attempts",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}, **problem_responses(412)},
+    responses=_keyed_task(412),
 )
 async def retry_task(
     task_id: ResourceId,

@@ -44,7 +44,17 @@ MAX_JSON_BYTES = 64 * 1024
 
 
 def _bounded_json(value: JsonValue) -> JsonValue:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    # Python's JSON parser takes NaN, Infinity and 1e400 (inf), which no JSON column or
+    # client can: refused here (allow_nan=False), as are lone surrogates, which cannot be
+    # encoded as UTF-8 (and so neither stored by PostgreSQL nor sent back).
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     if size > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON ({size})")
     return value
