@@ -207,9 +207,10 @@ async def complete_tasks(
 
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 @router.api_route("/complete", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-async def claim_other_methods() -> None:
-    # Without this, PATCH /tasks/claim would reach PATCH /tasks/{task_id} and answer 422
-    # for task_id="claim"; the resource exists and only POST is allowed on it.
+async def post_only() -> None:
+    # Without this, PATCH /tasks/claim (or /tasks/complete) would reach PATCH
+    # /tasks/{task_id} and answer 422 for task_id="claim"; the resource exists and only POST
+    # is allowed on it.
     raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": "POST"})
 
 
@@ -225,7 +226,8 @@ async def read_task(
 @router.patch(
     "/{task_id}",
     summary="Change a task (If-Match: its ETag, or last write wins)",
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(412)},
+    # 409: a status change the task's lifecycle does not allow.
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(409, 412)},
 )
 async def update_task(
     caller: CurrentUser,
