@@ -3,8 +3,9 @@
 The key is looked up in the request's own session, so authentication costs one statement
 and no second connection. Two aliases, one per kind of session the endpoint uses; FastAPI
 caches a dependency per request, so the endpoint and the lookup share that session. A route
-that must not hold a session for its whole life (a claim that waits) takes `Credentials`
-instead and calls `authenticate` in each short session of its own.
+that must not hold a session for its whole life (a claim that waits) takes
+`CallerWithoutSession`: the key is looked up in a short read session that ends before the
+endpoint runs.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sessionwise import Session
-from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
 from taskyard.errors import ProblemError, ProblemKind
 from taskyard.users.service import Caller, UserService
 
-__all__ = ["Credentials", "CurrentReader", "CurrentUser", "authenticate"]
+__all__ = ["CallerWithoutSession", "CurrentReader", "CurrentUser"]
 
 # auto_error=False: a missing or non-Bearer header reaches us, and we answer the 401 as a
 # problem with WWW-Authenticate; it also puts the scheme into the OpenAPI document.
 _bearer = HTTPBearer(auto_error=False, description="An API key from `taskyard users create`.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-"""The ``Authorization: Bearer`` header, not checked yet (see `authenticate`)."""
 
 
-async def authenticate(
+async def _authenticate(
     session: Session, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
     if credentials is None:
@@ -47,11 +47,11 @@ def _unauthorized(detail: str, error: str | None) -> ProblemError:
 
 
 async def _writing_caller(session: SessionDep, credentials: Credentials) -> Caller:
-    return await authenticate(session, credentials)
+    return await _authenticate(session, credentials)
 
 
 async def _reading_caller(session: ReadSessionDep, credentials: Credentials) -> Caller:
-    return await authenticate(session, credentials)
+    return await _authenticate(session, credentials)
 
 
 CurrentUser = Annotated[Caller, Depends(_writing_caller)]
@@ -59,3 +59,16 @@ CurrentUser = Annotated[Caller, Depends(_writing_caller)]
 
 CurrentReader = Annotated[Caller, Depends(_reading_caller)]
 """The caller, authenticated in the request's read-only session (`ReadSessionDep`)."""
+
+
+async def _caller_without_session(db: DatabaseDep, credentials: Credentials) -> Caller:
+    # A plain dependency, not a yield one: the session is closed (its connection back in the
+    # pool) before the endpoint starts. Resolved before the endpoint's other dependencies,
+    # like CurrentUser, so that a request without a valid key is a 401 before anything else.
+    async with db.read_session() as session:
+        return await _authenticate(session, credentials)
+
+
+CallerWithoutSession = Annotated[Caller, Depends(_caller_without_session)]
+"""The caller, authenticated in a short read session of its own that ends before the
+endpoint runs: for routes that hold no session (a claim that waits)."""

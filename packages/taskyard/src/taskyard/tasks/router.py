@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
 from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
-from taskyard.auth import Credentials, CurrentReader, CurrentUser, authenticate
+from taskyard.auth import CallerWithoutSession, CurrentReader, CurrentUser
 from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
@@ -120,7 +120,7 @@ async def list_tasks(
 async def claim_task(
     data: ClaimRequest,
     request: Request,
-    credentials: Credentials,
+    caller: CallerWithoutSession,
     db: DatabaseDep,
     idempotency: IdempotencyDep,
     retries: Retries,
@@ -131,7 +131,6 @@ async def claim_task(
     # the answer, as SessionDep would.
     async def attempt(final: bool) -> Answered[TaskRead | ClaimedTasks | Response] | ClaimMiss:
         async with db.session() as session:
-            caller = await authenticate(session, credentials)
             # With a key, a retried claim gets the tasks its first attempt took, never others;
             # each attempt looks again (a first request with the key may have answered).
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
