@@ -36,6 +36,7 @@ class AppSpec:
     factory: bool = False
     ready_path: str = "/health/ready"
     workdir: Path | None = None  # the current directory of the server (relative SQLite paths)
+    python: str | None = None  # the interpreter; None: this one (the peers have their own)
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _cmdline(pid: int) -> str:
 
 def uvicorn_command(spec: AppSpec, port: int) -> list[str]:
     command = [
-        sys.executable,
+        spec.python or sys.executable,
         "-m",
         "uvicorn",
         spec.asgi_app,
