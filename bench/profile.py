@@ -112,14 +112,14 @@ def main() -> None:
         memory_checkpoints=(1, 2),
     )
     try:
-        database = sections.prepare_postgres(run, DATABASE)
+        database = sections.prepare_postgres(run, DATABASE + run.database_suffix)
         for call in args.calls.split(","):
             report = profile_call(run, database, call, args.seconds, args.connections, args.top)
             output = RESULTS_DIR / f"profile-{call}.txt"
             output.write_text(report)
             log(f"wrote {output}")
     finally:
-        asyncio.run(databases.drop_database(DATABASE))
+        asyncio.run(databases.drop_database(DATABASE + run.database_suffix))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
