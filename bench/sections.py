@@ -34,7 +34,7 @@ import httpx
 from bench import apps_under_test, databases
 from bench.databases import Seeded
 from bench.measure import CALLS, KEYED_CALLS, CpuProbe, Progress, Results, Settings, interleave
-from bench.servers import AppSpec, RunningApp, serve
+from bench.servers import AppSpec, RunningApp, serve, serve_many
 from bench.wrk import Target, run_wrk
 from tests.support.pgbouncer import running_pgbouncer
 
@@ -225,12 +225,10 @@ def preflight(run: Run, name: str, app: RunningApp, database: PreparedDatabase) 
 def started(
     run: Run, specs: Sequence[tuple[AppSpec, PreparedDatabase]]
 ) -> Iterator[list[tuple[str, RunningApp, PreparedDatabase]]]:
-    with contextlib.ExitStack() as stack:
-        running = []
-        for spec, database in specs:
-            app = stack.enter_context(serve(spec, run.logdir, headers=database.headers))
-            running.append((spec.name, app, database))
-        yield running
+    with serve_many([(spec, database.headers) for spec, database in specs], run.logdir) as apps:
+        yield [
+            (spec.name, app, database) for (spec, database), app in zip(specs, apps, strict=True)
+        ]
 
 
 def cpu_probes(running: Sequence[tuple[str, RunningApp, PreparedDatabase]]) -> dict[str, CpuProbe]:
