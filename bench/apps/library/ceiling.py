@@ -10,6 +10,7 @@ The pool is ``bench.apps.raw``'s (5 to 15 connections).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -30,6 +31,7 @@ POOL_MIN, POOL_MAX = 5, 15
 _COLUMNS = """
     t.id, t.project_id, t.title, t.description, t.status, t.priority, t.version,
     t.created_at, t.updated_at, t.lease_expires_at,
+    t.payload, t.result, t.attempts, t.max_attempts, t.run_after, t.claimed_at, t.last_error,
     p.name AS project_name, w.id AS assignee_id, w.name AS assignee_name
 """
 _JOINS = """
@@ -41,8 +43,9 @@ _LIST = f"SELECT {_COLUMNS} FROM tasks t {_JOINS} WHERE t.project_id = $1 ORDER 
 _CREATE = f"""
     WITH t AS (
         INSERT INTO tasks (project_id, title, description, status, priority, assignee_id,
-                           version, created_at, updated_at)
-        VALUES ($1, $2, $3, 'pending', $4, $5, 1, now(), now())
+                           version, created_at, updated_at, run_after, attempts, max_attempts)
+        SELECT $1, $2, $3, 'pending', $4, $5, 1, now(), now(), now(), 0, p.max_attempts
+        FROM projects p WHERE p.id = $1
         RETURNING *
     )
     SELECT {_COLUMNS} FROM t {_JOINS}
@@ -79,6 +82,14 @@ def _task(row: Mapping[str, Any]) -> TaskRead:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         lease_expires_at=row["lease_expires_at"],
+        # asyncpg returns json columns as their text.
+        payload=None if row["payload"] is None else json.loads(row["payload"]),
+        result=None if row["result"] is None else json.loads(row["result"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        run_after=row["run_after"],
+        claimed_at=row["claimed_at"],
+        last_error=row["last_error"],
     )
 
 
@@ -138,6 +149,8 @@ async def create_task(data: TaskCreate, pool: PoolDep) -> TaskRead:
     row = await pool.fetchrow(
         _CREATE, data.project_id, data.title, data.description, data.priority, data.assignee_id
     )
+    if row is None:
+        raise HTTPException(404, "Project not found")
     return _task(row)
 
 

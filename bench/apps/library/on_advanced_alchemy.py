@@ -15,8 +15,8 @@ Runs on the interpreter of ``bench/.peers-venv`` (`bench.peers`).
 
 import os
 import secrets
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from advanced_alchemy.extensions.fastapi import (
     AdvancedAlchemy,
@@ -28,7 +28,7 @@ from advanced_alchemy.extensions.fastapi import (
     service,
 )
 from fastapi import Depends, FastAPI, HTTPException, Query
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bench.apps.library.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate, ends_lease
@@ -44,6 +44,7 @@ class ProjectModel(base.BigIntAuditBase):
     __tablename__ = "projects"
 
     name: Mapped[str] = mapped_column(String(200))
+    max_attempts: Mapped[int]
 
 
 class WorkerModel(base.BigIntAuditBase):
@@ -64,6 +65,13 @@ class TaskModel(base.BigIntAuditBase):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     version: Mapped[int] = mapped_column(default=1)
     lease_expires_at: Mapped[datetime | None]
+    payload: Mapped[Any] = mapped_column(JSON(none_as_null=True))
+    result: Mapped[Any] = mapped_column(JSON(none_as_null=True))
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int]
+    run_after: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     project: Mapped[ProjectModel] = relationship(lazy="joined")
     assignee: Mapped[WorkerModel | None] = relationship(lazy="joined")
@@ -122,7 +130,11 @@ async def read_tasks(
 
 @app.post("/api/v1/tasks", status_code=201)
 async def create_task(data: TaskCreate, tasks: Tasks) -> TaskRead:
-    task = await tasks.create(data.model_dump())
+    project = await tasks.repository.session.get(ProjectModel, data.project_id)
+    if project is None:
+        raise HTTPException(404, "Project not found")
+    values = {**data.model_dump(), "max_attempts": project.max_attempts}
+    task = await tasks.create({**values, "run_after": datetime.now(UTC)})
     return tasks.to_schema(task, schema_type=TaskRead)
 
 

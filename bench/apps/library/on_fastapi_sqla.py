@@ -86,8 +86,20 @@ async def read_tasks(
 
 @app.post("/api/v1/tasks", status_code=201)
 async def create_task(data: TaskCreate, session: AsyncSession) -> TaskRead:
+    project = await session.get(Project, data.project_id)
+    if project is None:
+        raise HTTPException(404, "Project not found")
     now = datetime.now(UTC)
-    task = Task(**data.model_dump(), status="pending", version=1, created_at=now, updated_at=now)
+    task = Task(
+        **data.model_dump(),
+        status="pending",
+        version=1,
+        attempts=0,
+        max_attempts=project.max_attempts,
+        created_at=now,
+        updated_at=now,
+        run_after=now,
+    )
     session.add(task)
     await session.flush()
     await session.refresh(task, ["project", "assignee"])

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
-from sqlalchemy import DateTime, ForeignKey, String, Text, select
+from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bench.apps.library.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate, ends_lease
@@ -40,6 +40,7 @@ class Project(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    max_attempts: Mapped[int]
 
 
 class Worker(Base):
@@ -64,6 +65,13 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[Any] = mapped_column(JSON(none_as_null=True))
+    result: Mapped[Any] = mapped_column(JSON(none_as_null=True))
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int]
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     project: Mapped[Project] = relationship(lazy="joined")
     assignee: Mapped[Worker | None] = relationship(lazy="joined")
@@ -102,8 +110,17 @@ async def read_tasks(
 
 @app.post("/api/v1/tasks", status_code=201)
 async def create_task(data: TaskCreate, session: SessionDep) -> TaskRead:
+    project = await session.get(Project, data.project_id)
+    if project is None:
+        raise HTTPException(404, "Project not found")
     now = datetime.now(UTC)
-    task = Task(**data.model_dump(), created_at=now, updated_at=now)
+    task = Task(
+        **data.model_dump(),
+        max_attempts=project.max_attempts,
+        created_at=now,
+        updated_at=now,
+        run_after=now,
+    )
     session.add(task)
     await session.flush()  # the id now; the commit runs before the 201 is sent
     await session.refresh(task, ["project", "assignee"])  # awaited, not lazy IO

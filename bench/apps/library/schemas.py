@@ -7,7 +7,7 @@ from the request to a row and back. pydantic only, so that the peers' environmen
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,13 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     lease_expires_at: datetime | None
+    payload: Any
+    result: Any
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    claimed_at: datetime | None
+    last_error: str | None
 
 
 class TaskPage(BaseModel):

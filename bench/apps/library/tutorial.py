@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bench.apps.pagination import encode_cursor
 from bench.apps.tutorial import (
     CURSOR_KEY,
+    Project,
     Task,
     TaskCreate,
     TaskPage,
@@ -61,7 +62,10 @@ async def read_tasks(
 
 @app.post("/api/v1/tasks", response_model=TaskRead, status_code=201)
 async def create_task(data: TaskCreate, db: AsyncSession = Depends(get_db)) -> Task:  # noqa: B008
-    new_task = Task(**data.model_dump())
+    project = await db.get(Project, data.project_id)
+    if project is None:
+        raise HTTPException(status_code=404, detail="Project not found")
+    new_task = Task(**data.model_dump(), max_attempts=project.max_attempts)
     db.add(new_task)
     await db.commit()
     await db.refresh(new_task)
