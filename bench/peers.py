@@ -65,8 +65,10 @@ def peers_python() -> Path:
 
 
 def _uv() -> list[str]:
+    # As the Makefile finds it: on PATH, else the system Python's module (`make install`
+    # installs it there when it is missing).
     found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
+    return [found] if found else ["python3", "-m", "uv"]
 
 
 def _run(command: list[str]) -> str:
