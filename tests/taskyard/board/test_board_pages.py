@@ -125,7 +125,8 @@ async def test_a_stale_edit_shows_the_new_state_and_keeps_what_was_typed(
     assert stale.status_code == 409
     assert "changed since you opened it" in stale.text
     assert 'class="state-title">renamed by agent<' in stale.text
-    assert 'value="my edit"' in stale.text and 'name="version" value="2"' in stale.text
+    assert 'value="my edit"' in stale.text
+    assert 'name="version" value="2"' in stale.text
     now = await api_client.get(f"{API}/tasks/{task['id']}", headers=alice.headers)
     assert now.json()["title"] == "renamed by agent"
     # Saving again, knowingly, at the version shown, goes through.
@@ -159,15 +160,20 @@ async def test_columns_load_more_by_keyset(
         await _task(api_client, alice, project_id, f"task {number:02}")
     board = await visitor.get(f"/projects/{project_id}")
     pending = _column(board.text, "pending")
-    assert pending.count('class="card"') == 20 and "task 19" in pending and "task 20" not in pending
+    assert pending.count('class="card"') == 20
+    assert "task 19" in pending
+    assert "task 20" not in pending
     link = re.search(r'id="more-pending-link" href="([^"]+)"', pending)
     assert link is not None
     more_url = link[1].replace("&amp;", "&").removeprefix("/board")
     more = await visitor.get(more_url, headers=HTMX)
-    assert more.text.count('class="card"') == 3 and "task 22" in more.text
+    assert more.text.count('class="card"') == 3
+    assert "task 22" in more.text
     assert 'id="shown-pending" name="shown_pending" value="23" hx-swap-oob="true"' in more.text
     page = await visitor.get(more_url)  # without JavaScript: a page of the next cards
-    assert page.status_code == 200 and "task 20" in page.text and "Back to the board" in page.text
+    assert page.status_code == 200
+    assert "task 20" in page.text
+    assert "Back to the board" in page.text
     # The next refresh keeps the cards that were loaded.
     refreshed = await visitor.get(f"/projects/{project_id}/board?shown_pending=23", headers=HTMX)
     assert _column(refreshed.text, "pending").count('class="card"') == 23
@@ -189,16 +195,20 @@ async def test_filters_pick_an_assignee_or_a_status(
     )
     await _task(api_client, alice, project_id, "nobodys job")
     mine = await visitor.get(f"/projects/{project_id}?assignee={worker_id}")
-    assert "bots job" in mine.text and "nobodys job" not in mine.text
+    assert "bots job" in mine.text
+    assert "nobodys job" not in mine.text
     done_only = await visitor.get(f"/projects/{project_id}?show=done")
-    assert 'id="column-done"' in done_only.text and 'id="column-pending"' not in done_only.text
+    assert 'id="column-done"' in done_only.text
+    assert 'id="column-pending"' not in done_only.text
 
 
 async def test_members_and_workers(
     api_client: httpx.AsyncClient, alice: Actor, visitor: Visitor, project_id: int
 ) -> None:
     page = await visitor.get(f"/projects/{project_id}/people")
-    assert page.status_code == 200 and alice.name in page.text and "owner" in page.text
+    assert page.status_code == 200
+    assert alice.name in page.text
+    assert "owner" in page.text
     added = await visitor.post(f"/projects/{project_id}/workers", {"name": "new agent"})
     assert added.status_code == 303
     page = await visitor.get(f"/projects/{project_id}/people")
