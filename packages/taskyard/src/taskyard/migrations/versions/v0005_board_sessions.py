@@ -1,7 +1,7 @@
 """Board sessions: the server side of a board sign-in (taskyard.board.models).
 
-Revision ID: 0005
-Revises: 0003
+Revision ID: v0005_board_sessions
+Revises: v0004_task_queue
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0003"
+revision: str = "v0005_board_sessions"
+down_revision: str | None = "v0004_task_queue"
 branch_labels: str | None = None
 depends_on: str | None = None
 
