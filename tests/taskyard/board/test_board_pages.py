@@ -145,9 +145,12 @@ async def test_the_poller_gets_204_until_something_changes(
     assert seen is not None
     unchanged = await visitor.get(f"/projects/{project_id}/board?seen={seen[1]}", headers=HTMX)
     assert unchanged.status_code == 204
-    await api_client.patch(
-        f"{API}/tasks/{task['id']}", json={"status": "in_progress"}, headers=alice.headers
+    worker = await api_client.post(
+        f"{API}/workers", json={"project_id": project_id, "name": "agent"}, headers=alice.headers
     )
+    claim = {"worker_id": worker.json()["id"]}
+    claimed = await api_client.post(f"{API}/tasks/claim", json=claim, headers=alice.headers)
+    assert claimed.json()["id"] == task["id"]
     changed = await visitor.get(f"/projects/{project_id}/board?seen={seen[1]}", headers=HTMX)
     assert changed.status_code == 200
     assert "watched" in _column(changed.text, "in_progress")
@@ -215,3 +218,30 @@ async def test_members_and_workers(
     assert "new agent" in page.text
     refused = await visitor.post(f"/projects/{project_id}/workers", {"name": "  "})
     assert refused.status_code == 422
+
+
+async def test_cards_offer_the_moves_the_lifecycle_allows_and_retry(
+    api_client: httpx.AsyncClient, alice: Actor, visitor: Visitor, project_id: int
+) -> None:
+    task = await _task(api_client, alice, project_id, "flaky")
+    board = await visitor.get(f"/projects/{project_id}")
+    card = re.search(rf'<li class="card" id="task-{task["id"]}".*?</li>', board.text, re.S)
+    assert card is not None
+    buttons = re.findall(r'name="status" value="([a-z_]+)"', card[0])
+    assert buttons == ["done", "failed", "cancelled"]  # in_progress: by a claim only
+    # Asking anyway (a crafted form) is refused by the lifecycle, and said so.
+    refused = await visitor.post(
+        f"/tasks/{task['id']}/move", {"version": 1, "status": "in_progress"}, headers=HTMX
+    )
+    assert refused.status_code == 409
+    assert "was not changed" in refused.text
+    failed = await visitor.post(f"/tasks/{task['id']}/move", {"version": 1, "status": "failed"})
+    assert failed.status_code == 303
+    board = await visitor.get(f"/projects/{project_id}")
+    assert f'id="retry-{task["id"]}"' in _column(board.text, "failed")
+    retried = await visitor.post(f"/tasks/{task['id']}/retry", {"version": 2}, headers=HTMX)
+    assert retried.status_code == 200
+    assert "flaky" in _column(retried.text, "pending")
+    stale = await visitor.post(f"/tasks/{task['id']}/retry", {"version": 2}, headers=HTMX)
+    assert stale.status_code == 409
+    assert "changed since you opened it" in stale.text

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.responses import Response
 
+from taskyard.board.moves import MOVES, RETRY_FROM
 from taskyard.board.visitors import Visitor
 from taskyard.tasks.models import TaskStatus
 
@@ -36,6 +37,8 @@ def status_label(status: TaskStatus) -> str:
 
 _environment.globals["status_label"] = status_label
 _environment.globals["statuses"] = list(TaskStatus)
+_environment.globals["moves"] = MOVES
+_environment.globals["retry_from"] = RETRY_FROM
 
 
 def is_htmx(request: Request) -> bool:

@@ -8,6 +8,7 @@ fragment it replaces.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -28,7 +29,7 @@ from taskyard.board.columns import (
     load_column,
     load_columns,
 )
-from taskyard.board.pages import is_htmx, render, render_text
+from taskyard.board.pages import is_htmx, render, render_text, status_label
 from taskyard.board.sessions import SESSION_LIFETIME, BoardSessionService
 from taskyard.board.tokens import new_token
 from taskyard.board.visitors import (
@@ -372,35 +373,31 @@ def _conflict_notice(task: TaskRead, attempted: str) -> dict[str, Any]:
     return {"kind": "conflict", "task": task, "attempted": attempted}
 
 
-@router.post("/tasks/{task_id}/move")
-async def move_task(
+ChangeOnBoard = Callable[[TaskService, IfMatch], Awaitable[TaskRead]]
+
+
+async def _change_on_board(
     request: Request,
-    task_id: ResourceId,
-    visitor: BoardWriter,
-    session: SessionDep,
-    version: Version,
-    status: Annotated[TaskStatus, Form()],
-    assignee: Annotated[str | None, Form(max_length=12)] = None,
-    show: Annotated[str | None, Form(max_length=20)] = None,
+    visitor: Visitor,
+    session: Session,
+    task_id: int,
+    version: int,
+    change: ChangeOnBoard,
+    attempted: str,
+    filters: BoardFilters,
 ) -> Response:
-    """Move a task to another column, if it is still at the version the board showed."""
+    """Apply a card's button (move, retry) if the task is still at the version shown."""
     service = TaskService(session)
-    filters = _filters(assignee, show)
     notice = None
     try:
-        task = await service.update(
-            task_id,
-            TaskUpdate(status=status),
-            IfMatch(any_version=False, versions=frozenset({version})),
-            visitor.caller.id,
-        )
+        task = await change(service, IfMatch(any_version=False, versions=frozenset({version})))
     except ProblemError as error:
         if error.kind is ProblemKind.NOT_FOUND:
             raise
         task = await service.get(task_id, visitor.caller.id)
         if error.kind is ProblemKind.PRECONDITION_FAILED:
-            notice = _conflict_notice(task, f"move it to {status.value}")
-        else:
+            notice = _conflict_notice(task, attempted)
+        else:  # the lifecycle refused it (a 409 in the API)
             notice = {"kind": "refused", "task": task, "detail": error.detail}
     if notice is None and not is_htmx(request):
         return _see_other(request, f"/projects/{task.project_id}{filters.query()}")
@@ -412,6 +409,50 @@ async def move_task(
         return render(request, "_board.html", context, visitor=visitor, status_code=status_code)
     context["form"] = {"values": {}, "errors": {}}
     return render(request, "board.html", context, visitor=visitor, status_code=status_code)
+
+
+@router.post("/tasks/{task_id}/move")
+async def move_task(
+    request: Request,
+    task_id: ResourceId,
+    visitor: BoardWriter,
+    session: SessionDep,
+    version: Version,
+    status: Annotated[TaskStatus, Form()],
+    assignee: Annotated[str | None, Form(max_length=12)] = None,
+    show: Annotated[str | None, Form(max_length=20)] = None,
+) -> Response:
+    """Move a task to another column (``PATCH`` with ``If-Match``, in the API's terms)."""
+
+    async def move(service: TaskService, if_match: IfMatch) -> TaskRead:
+        return await service.update(task_id, TaskUpdate(status=status), if_match, visitor.caller.id)
+
+    filters = _filters(assignee, show)
+    attempted = f"move it to {status_label(status)}"
+    return await _change_on_board(
+        request, visitor, session, task_id, version, move, attempted, filters
+    )
+
+
+@router.post("/tasks/{task_id}/retry")
+async def retry_task(
+    request: Request,
+    task_id: ResourceId,
+    visitor: BoardWriter,
+    session: SessionDep,
+    version: Version,
+    assignee: Annotated[str | None, Form(max_length=12)] = None,
+    show: Annotated[str | None, Form(max_length=20)] = None,
+) -> Response:
+    """Requeue a dead, failed or cancelled task with fresh attempts (``POST .../retry``)."""
+
+    async def retry(service: TaskService, if_match: IfMatch) -> TaskRead:
+        return await service.retry(task_id, if_match, visitor.caller.id)
+
+    filters = _filters(assignee, show)
+    return await _change_on_board(
+        request, visitor, session, task_id, version, retry, "retry it", filters
+    )
 
 
 async def _task_page(
@@ -506,9 +547,17 @@ async def edit_task(
                 notice=_conflict_notice(current, "save your edit"),
                 status_code=409,
             )
-        if error.kind is ProblemKind.NOT_FOUND and error.errors:
+        if error.kind is ProblemKind.CONFLICT or (
+            error.kind is ProblemKind.NOT_FOUND and error.errors
+        ):
+            # A status the lifecycle does not allow from here, or an assignee not in the
+            # project: said next to the field.
             task = await service.get(task_id, visitor.caller.id)
-            field_errors = {item.field: item.message for item in error.errors}
+            field_errors = (
+                {item.field: item.message for item in error.errors}
+                if error.errors
+                else {"status": error.detail or "not allowed"}
+            )
             return await _task_page(
                 request, visitor, session, task, values=values, errors=field_errors, status_code=422
             )
