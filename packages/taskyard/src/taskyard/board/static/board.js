@@ -23,6 +23,22 @@
     countdown();
     setInterval(countdown, 1000);
     document.body.addEventListener("htmx:afterSwap", countdown);
+    // A card's button replaces the board, and the button with it (the card moved): focus
+    // goes back to that card's title, so keyboard users keep their place.
+    var cardOfRequest = null;
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
+      var card = event.detail.elt.closest && event.detail.elt.closest("li.card");
+      cardOfRequest = card ? card.getAttribute("data-task-id") : null;
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      if (cardOfRequest === null) return;
+      var focused = document.activeElement;
+      if (!focused || focused === document.body) {
+        var title = document.getElementById("open-" + cardOfRequest);
+        if (title) title.focus();
+      }
+      cardOfRequest = null;
+    });
     document.body.addEventListener("htmx:afterRequest", function (event) {
       var form = event.detail.elt;
       if (event.detail.successful && form.matches && form.matches("form[data-reset-on-success]")) {
