@@ -1,5 +1,5 @@
 """The board in a real browser: Debian's chromium driven by pytest-playwright, against
-``taskyard serve`` on a loopback port (tests/support/served_app.py).
+the app served by uvicorn on a loopback port, in a thread (tests/support/threaded_app.py).
 
 pytest-playwright's own ``playwright`` and ``browser`` fixtures live for the whole session,
 and a started sync Playwright leaves its event loop marked as running in the main thread:
@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserType, Page, Playwright, expect, sync_playwright
 
 from tests.support.chromium import CHROMIUM_ARGS, MissingChromiumError, chromium_path
-from tests.support.served_app import ServedApp, serve_taskyard
+from tests.support.threaded_app import ThreadedApp, serve_in_thread
 
 API = "/api/v1"
 TIMEOUT_MS = 15_000  # generous for a loaded 2-core machine; the poller runs every 2 s
@@ -48,24 +48,27 @@ def browser_type(playwright: Playwright) -> BrowserType:
 
 
 @pytest.fixture(scope="module")
-def browser(browser_type: BrowserType, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+def browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
     launched = browser_type.launch(**browser_type_launch_args)
     yield launched
     launched.close()
 
 
 @pytest.fixture(scope="module")
-def browser_context_args(served: ServedApp) -> dict[str, Any]:
+def browser_context_args(served: ThreadedApp) -> dict[str, Any]:
     return {"base_url": served.base_url, "viewport": {"width": 1280, "height": 900}}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedApp]:
     workdir = tmp_path_factory.mktemp("board")
-    with serve_taskyard(f"sqlite+aiosqlite:///{workdir / 'board.db'}", workdir) as app:
+    with serve_in_thread(f"sqlite+aiosqlite:///{workdir / 'board.db'}") as app:
         yield app
         log = app.log()
     # Everything the server logged while browsers signed in and worked: never the key.
+    assert "GET /board/projects" in log  # the access log was captured
     for user in app.users:
         assert user.api_key not in log, "an API key reached the server's log"
 
@@ -90,7 +93,7 @@ class Project:
 
 
 @pytest.fixture
-def project(served: ServedApp, request: pytest.FixtureRequest) -> Iterator[Project]:
+def project(served: ThreadedApp, request: pytest.FixtureRequest) -> Iterator[Project]:
     with httpx.Client(base_url=served.base_url, headers=served.user.headers, timeout=10) as api:
         created = api.post(f"{API}/projects", json={"name": request.node.name[:100]})
         assert created.status_code == 201, created.text
@@ -99,7 +102,7 @@ def project(served: ServedApp, request: pytest.FixtureRequest) -> Iterator[Proje
         yield Project(id=project_id, worker_id=worker.json()["id"], api=api)
 
 
-def sign_in(page: Page, served: ServedApp) -> None:
+def sign_in(page: Page, served: ThreadedApp) -> None:
     page.goto("/board/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_label("API key").fill(served.user.api_key)

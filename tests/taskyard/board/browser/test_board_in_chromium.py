@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
-from tests.support.served_app import ServedApp
+from tests.support.threaded_app import ThreadedApp
 from tests.taskyard.board.browser.conftest import API, Project, card, open_board, sign_in
 
 pytestmark = pytest.mark.browser
@@ -17,9 +17,11 @@ pytestmark = pytest.mark.browser
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def test_sign_in_and_create_a_task(page: Page, served: ServedApp, project: Project) -> None:
+def test_sign_in_and_create_a_task(page: Page, served: ThreadedApp, project: Project) -> None:
     sign_in(page, served)
-    page.get_by_role("link", name=str(project.api.get(f"{API}/projects/{project.id}").json()["name"])).click()
+    page.get_by_role(
+        "link", name=str(project.api.get(f"{API}/projects/{project.id}").json()["name"])
+    ).click()
     expect(page.get_by_role("heading", name="New task")).to_be_visible()
     page.get_by_label("Title").fill("Write the release notes")
     page.get_by_label("Priority").fill("5")
@@ -36,7 +38,7 @@ def test_sign_in_and_create_a_task(page: Page, served: ServedApp, project: Proje
     ]
 
 
-def test_move_a_task(page: Page, served: ServedApp, project: Project) -> None:
+def test_move_a_task(page: Page, served: ThreadedApp, project: Project) -> None:
     task = project.task("Ship the build")
     sign_in(page, served)
     open_board(page, project)
@@ -47,7 +49,7 @@ def test_move_a_task(page: Page, served: ServedApp, project: Project) -> None:
 
 
 def test_an_agents_claim_moves_the_card_by_itself(
-    page: Page, served: ServedApp, project: Project
+    page: Page, served: ThreadedApp, project: Project
 ) -> None:
     project.task("Crunch the numbers")
     sign_in(page, served)
@@ -65,7 +67,7 @@ def test_an_agents_claim_moves_the_card_by_itself(
     expect(moved.locator("time.lease")).to_have_text(re.compile(r"^(9|10):\d\d left$"))
 
 
-def test_a_stale_edit_shows_the_conflict(page: Page, served: ServedApp, project: Project) -> None:
+def test_a_stale_edit_shows_the_conflict(page: Page, served: ThreadedApp, project: Project) -> None:
     task = project.task("Draft the plan")
     sign_in(page, served)
     page.goto(f"/board/tasks/{task['id']}")
@@ -85,7 +87,7 @@ def test_a_stale_edit_shows_the_conflict(page: Page, served: ServedApp, project:
 
 
 def test_a_hostile_title_is_text_and_runs_nothing(
-    page: Page, served: ServedApp, project: Project
+    page: Page, served: ThreadedApp, project: Project
 ) -> None:
     dialogs: list[str] = []
 
@@ -112,7 +114,7 @@ def test_a_hostile_title_is_text_and_runs_nothing(
 
 
 def test_sign_out_and_the_board_asks_for_sign_in_again(
-    page: Page, served: ServedApp, project: Project
+    page: Page, served: ThreadedApp, project: Project
 ) -> None:
     sign_in(page, served)
     open_board(page, project)
@@ -165,7 +167,7 @@ def _tab_to(page: Page, element_id: str, limit: int = 80) -> None:
 
 
 def test_keyboard_only_use_reaches_every_action(
-    page: Page, served: ServedApp, project: Project
+    page: Page, served: ThreadedApp, project: Project
 ) -> None:
     project.task("Tidy the backlog")
     page.goto("/board/sign-in")
