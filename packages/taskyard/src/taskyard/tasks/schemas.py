@@ -12,6 +12,7 @@ from taskyard.api_types import (
     INTEGRAL,
     Description,
     InputModel,
+    MaxAttempts,
     Name,
     Omittable,
     Ref,
@@ -30,7 +31,6 @@ __all__ = [
     "FailRequest",
     "HeartbeatRequest",
     "LeaseSeconds",
-    "MaxAttempts",
     "Priority",
     "TaskCreate",
     "TaskRead",
@@ -59,11 +59,6 @@ Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher runs firs
 LeaseSeconds = Annotated[
     int,
     Field(ge=1, le=86_400, description="How long the claim holds without a heartbeat."),
-    INTEGRAL,
-]
-MaxAttempts = Annotated[
-    int,
-    Field(ge=1, le=100, description="Attempts before a failing task is dead."),
     INTEGRAL,
 ]
 ClaimLimit = Annotated[
