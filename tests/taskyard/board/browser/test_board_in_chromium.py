@@ -139,6 +139,24 @@ def test_sign_out_and_the_board_asks_for_sign_in_again(
     assert replayed.headers["location"] == "/board/sign-in"
 
 
+def test_an_open_board_goes_to_sign_in_when_its_session_ends(
+    page: Page, served: ThreadedApp, project: Project
+) -> None:
+    sign_in(page, served)
+    open_board(page, project)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "taskyard_board")
+    csrf = page.locator("form.sign-out input[name=csrf_token]")
+    # Signed out elsewhere (another tab, same session): the poller is sent to sign-in.
+    ended = httpx.post(
+        f"{served.base_url}/board/sign-out",
+        data={"csrf_token": csrf.get_attribute("value") or ""},
+        headers={"Cookie": f"taskyard_board={cookie['value']}"},
+    )
+    assert ended.status_code == 303
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/board/sign-in$"))
+
+
 _INTERACTIVE = """() => Array.from(document.querySelectorAll(
     'a[href], button, input:not([type=hidden]), select, textarea'))
   .filter(element => element.getClientRects().length > 0)

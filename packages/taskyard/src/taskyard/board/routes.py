@@ -48,6 +48,7 @@ from taskyard.projects.service import ProjectService
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 from taskyard.tasks.service import TaskService
+from taskyard.timestamps import utc_now
 from taskyard.workers.models import Worker
 from taskyard.workers.schemas import WorkerCreate
 from taskyard.workers.service import WorkerService
@@ -240,6 +241,8 @@ async def _board_context(
     # Markup: rendered by the autoescaping environment already; escaping it again would show
     # tags as text.
     context.update(columns_html=Markup(columns_html), seen=seen, notice=notice)
+    # Outside the fingerprinted columns: lease countdowns run on the server's clock.
+    context["server_now"] = utc_now().isoformat()
     return context
 
 

@@ -1,10 +1,24 @@
-// The board's own script (the CSP allows no other): lease countdowns, and emptying the
-// new-task form once htmx has created the task. Everything works without it.
+// The board's own script (the CSP allows no other): lease countdowns, focus after a card's
+// button, emptying the new-task form once htmx created the task, and saying so when an htmx
+// request fails. Everything works without it.
 (function () {
   "use strict";
 
+  // How far this browser's clock is from the server's, measured when a board render arrives
+  // (each render carries the server's time; a 204 from the poller changes nothing).
+  var skew = 0;
+  var measured = null;
+  function measureSkew() {
+    var board = document.getElementById("board");
+    var stamp = board && board.getAttribute("data-server-now");
+    if (!stamp || stamp === measured) return;
+    measured = stamp;
+    var serverNow = Date.parse(stamp);
+    if (!isNaN(serverNow)) skew = serverNow - Date.now();
+  }
+
   function countdown() {
-    var now = Date.now();
+    var now = Date.now() + skew;
     document.querySelectorAll("time.lease[datetime]").forEach(function (element) {
       var left = Math.round((Date.parse(element.getAttribute("datetime")) - now) / 1000);
       if (isNaN(left)) return;
@@ -20,9 +34,32 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    measureSkew();
     countdown();
     setInterval(countdown, 1000);
-    document.body.addEventListener("htmx:afterSwap", countdown);
+    document.body.addEventListener("htmx:afterSwap", function () {
+      measureSkew();
+      countdown();
+    });
+    // htmx does not swap error answers in: say so, rather than nothing happening.
+    var requestError = document.getElementById("request-error");
+    document.body.addEventListener("htmx:responseError", function (event) {
+      var status = event.detail.xhr.status;
+      var message = status === 403
+        ? "This page is out of date. Reload it and try again."
+        : status === 404
+          ? "Not found: it may have been deleted, or you are no longer a member."
+          : "The board could not do that (" + status + "). Reload the page and try again.";
+      requestError.textContent = message;
+      requestError.hidden = false;
+    });
+    document.body.addEventListener("htmx:sendError", function () {
+      requestError.textContent = "The server cannot be reached; the board will retry.";
+      requestError.hidden = false;
+    });
+    document.body.addEventListener("htmx:afterRequest", function (event) {
+      if (event.detail.successful) requestError.hidden = true;
+    });
     // A card's button replaces the board, and the button with it (the card moved): focus
     // goes back to that card's title, so keyboard users keep their place.
     var cardOfRequest = null;
