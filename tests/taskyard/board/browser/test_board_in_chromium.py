@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from tests.support.threaded_app import ThreadedApp
 from tests.taskyard.board.browser.conftest import API, Project, card, open_board, sign_in
@@ -46,6 +46,28 @@ def test_move_a_task(page: Page, served: ThreadedApp, project: Project) -> None:
     expect(card(page, "done", "Ship the build")).to_be_visible()
     expect(card(page, "pending", "Ship the build")).to_have_count(0)
     assert project.read(task["id"])["status"] == "done"
+
+
+def test_forms_work_without_javascript(
+    browser: Browser, served: ThreadedApp, project: Project
+) -> None:
+    context = browser.new_context(base_url=served.base_url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, served)
+        open_board(page, project)
+        page.get_by_label("Title").fill("Plain HTML")
+        page.get_by_role("button", name="Create task").click()  # a full POST, then a 303
+        expect(page).to_have_url(re.compile(rf"/board/projects/{project.id}$"))
+        expect(card(page, "pending", "Plain HTML")).to_be_visible()
+        page.get_by_role("button", name="Move “Plain HTML” to Done").click()
+        expect(card(page, "done", "Plain HTML")).to_be_visible()
+        page.get_by_role("link", name="Plain HTML").click()
+        page.get_by_label("Priority").fill("4")
+        page.get_by_role("button", name="Save").click()
+        expect(card(page, "done", "Plain HTML").locator(".priority")).to_have_text("4")
+    finally:
+        context.close()
 
 
 def test_an_agents_claim_moves_the_card_by_itself(
@@ -204,6 +226,17 @@ def test_keyboard_only_use_reaches_every_action(
     assert all(interactive), "an interactive element without an id"
     reached = _tab_through(page, len(interactive) + 10)
     assert set(interactive) <= set(reached), set(interactive) - set(reached)
+
+    # The members and workers page too; back to the board by its link.
+    _tab_to(page, "nav-people")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Members")).to_be_visible()
+    interactive = page.evaluate(_INTERACTIVE)
+    reached = _tab_through(page, len(interactive) + 10)
+    assert set(interactive) <= set(reached), set(interactive) - set(reached)
+    _tab_to(page, "nav-board")
+    page.keyboard.press("Enter")
+    expect(page.locator("#board")).to_be_visible()
 
     # Create a task from the keyboard: Tab to the title, type, Enter.
     _tab_to(page, "new-title")
