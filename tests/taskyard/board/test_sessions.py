@@ -107,3 +107,15 @@ async def test_revoking_the_key_ends_the_sessions_it_opened(
         await UserService(session).revoke_key(alice.api_key)
     assert _signed_out(await visitor.get("/projects"))
     assert (await sign_in_response(api_client, alice.api_key)).status_code == 401
+
+
+async def test_an_expired_session_opens_nothing(
+    api_client: httpx.AsyncClient, alice: Actor, isolated_db: Database
+) -> None:
+    visitor = await sign_in(api_client, alice.api_key)
+    async with isolated_db.session() as session:
+        await session.execute(
+            text("UPDATE board_sessions SET expires_at = created_at WHERE user_id = :u"),
+            {"u": alice.id},
+        )
+    assert _signed_out(await visitor.get("/projects"))
