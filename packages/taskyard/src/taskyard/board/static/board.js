@@ -62,19 +62,17 @@
     });
     // A card's button replaces the board, and the button with it (the card moved): focus
     // goes back to that card's title, so keyboard users keep their place.
-    var cardOfRequest = null;
-    document.body.addEventListener("htmx:beforeRequest", function (event) {
-      var card = event.detail.elt.closest && event.detail.elt.closest("li.card");
-      cardOfRequest = card ? card.getAttribute("data-task-id") : null;
-    });
-    document.body.addEventListener("htmx:afterSettle", function () {
-      if (cardOfRequest === null) return;
+    document.body.addEventListener("htmx:afterSettle", function (event) {
+      var config = event.detail.requestConfig;
+      var source = config && config.elt;
+      // The source is detached by now; closest() still walks its old ancestors.
+      var card = source && source.closest && source.closest("li.card");
+      if (!card) return;
       var focused = document.activeElement;
       if (!focused || focused === document.body) {
-        var title = document.getElementById("open-" + cardOfRequest);
+        var title = document.getElementById("open-" + card.getAttribute("data-task-id"));
         if (title) title.focus();
       }
-      cardOfRequest = null;
     });
     document.body.addEventListener("htmx:afterRequest", function (event) {
       var form = event.detail.elt;
