@@ -359,3 +359,43 @@ async def test_queue_endpoints_are_for_members_only(
         assert "s3cr3t" not in response.text
     assert (await outsider.get(f"/tasks/{task['id']}/attempts")).status_code == 404
     assert (await queue.get(f"/tasks/{task['id']}")).json()["status"] == "in_progress"
+
+
+async def test_a_batch_of_completions_is_all_or_nothing(queue: Queue) -> None:
+    ids = [(await queue.create(title=f"t{n}"))["id"] for n in range(4)]
+    claimed = (await queue.claim(0, limit=3)).json()["items"]
+    assert [t["id"] for t in claimed] == ids[:3]
+    other = (await queue.claim(1)).json()
+    assert other["id"] == ids[3]
+
+    # One task not held by the worker (or not found): nothing is completed.
+    for foreign, status in ((ids[3], 409), (999_999, 404)):
+        items = [{"id": ids[0], "result": 0}, {"id": foreign, "result": 1}]
+        refused = await queue.post(
+            "/tasks/complete", {"worker_id": queue.workers[0], "items": items}
+        )
+        assert refused.status_code == status, refused.text
+        assert (await queue.get(f"/tasks/{ids[0]}")).json()["status"] == "in_progress"
+
+    items = [{"id": ids[2], "result": {"n": 2}}, {"id": ids[0], "result": [0]}, {"id": ids[1]}]
+    done = await queue.post("/tasks/complete", {"worker_id": queue.workers[0], "items": items})
+    assert done.status_code == 200, done.text
+    answered = done.json()["items"]
+    assert [(t["id"], t["status"], t["result"]) for t in answered] == [
+        (ids[2], "done", {"n": 2}),
+        (ids[0], "done", [0]),
+        (ids[1], "done", None),
+    ]
+    for task in answered:
+        stored = (await queue.get(f"/tasks/{task['id']}")).json()
+        assert stored == task
+        assert (stored["version"], stored["lease_expires_at"]) == (3, None)
+    again = await queue.post("/tasks/complete", {"worker_id": queue.workers[0], "items": items})
+    assert again.status_code == 409
+
+    for bad in ([], [{"id": ids[3]}, {"id": ids[3]}], [{"id": n} for n in range(1, 102)]):
+        invalid = await queue.post("/tasks/complete", {"worker_id": queue.workers[1], "items": bad})
+        assert invalid.status_code == 422, bad
+    assert (
+        await queue.client.get(f"{API}/tasks/complete", headers=queue.owner.headers)
+    ).status_code == 405

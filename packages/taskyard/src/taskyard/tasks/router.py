@@ -22,6 +22,7 @@ from taskyard.tasks.schemas import (
     AttemptRead,
     ClaimedTasks,
     ClaimRequest,
+    CompleteManyRequest,
     CompleteRequest,
     FailRequest,
     HeartbeatRequest,
@@ -117,7 +118,28 @@ async def claim_task(
     return await idempotency.answer(task, status_code=status.HTTP_200_OK, headers=headers)
 
 
+@router.post(
+    "/complete",
+    response_model=ClaimedTasks,
+    summary="Finish several tasks the worker holds, with their results: all or none",
+    response_description='`{"items": [...]}`: the tasks completed, in the order given',
+    responses=idempotent(200),
+)
+async def complete_tasks(
+    data: CompleteManyRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+) -> ClaimedTasks | Response:
+    # An agent that claimed a batch reports it in one request, not one per task.
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    tasks = await TaskService(session).complete_batch(data, caller.id)
+    return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
+
+
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route("/complete", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def claim_other_methods() -> None:
     # Without this, PATCH /tasks/claim would reach PATCH /tasks/{task_id} and answer 422
     # for task_id="claim"; the resource exists and only POST is allowed on it.
