@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sessionwise import Database
 from sessionwise.fastapi import install_error_handlers
 from taskyard import health, problem_docs
+from taskyard.board import mount_board
 from taskyard.body_limit import BodyLimitMiddleware
 from taskyard.idempotency import describe_retention, install_idempotency, purging
 from taskyard.openapi_contract import document_contract, operation_id
@@ -77,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
-    app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
+    secret = key or secrets.token_bytes(32)
+    app.state.cursor_codec = CursorCodec(secret)
     install_problem_handlers(app)
     install_error_handlers(app, render=database_problem)  # 409 / 503 / 504 as problems
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size)
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX, responses=_API_PROBLEMS)
     app.include_router(health.router)
     app.include_router(problem_docs.router)
+    mount_board(app, secret)  # /board: pages for people, not in the OpenAPI document
     document_contract(app)  # operation ids' counterpart: Problem schema, OpenAPI links
     return app
 
