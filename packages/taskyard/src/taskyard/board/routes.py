@@ -48,6 +48,7 @@ from taskyard.projects.service import ProjectService
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 from taskyard.tasks.service import TaskService
+from taskyard.tasks.wakeups import wakeups_of
 from taskyard.timestamps import utc_now
 from taskyard.workers.models import Worker
 from taskyard.workers.schemas import WorkerCreate
@@ -338,7 +339,8 @@ async def create_task(
     task: TaskRead | None = None
     if not errors:
         try:
-            task = await TaskService(session).create(
+            # Agents waiting for work are woken by a card as by an API create.
+            task = await TaskService(session, wakeups=wakeups_of(request.app.state)).create(
                 TaskCreate.model_validate(data), visitor.caller.id
             )
         except ValidationError as error:
@@ -390,7 +392,7 @@ async def _change_on_board(
     filters: BoardFilters,
 ) -> Response:
     """Apply a card's button (move, retry) if the task is still at the version shown."""
-    service = TaskService(session)
+    service = TaskService(session, wakeups=wakeups_of(request.app.state))
     notice = None
     try:
         task = await change(service, IfMatch(any_version=False, versions=frozenset({version})))
@@ -510,7 +512,7 @@ async def edit_task(
     assignee_id: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Save the edit form, if the task is still at the version the form was opened at."""
-    service = TaskService(session)
+    service = TaskService(session, wakeups=wakeups_of(request.app.state))
     values = {
         "title": title,
         "description": description,

@@ -46,7 +46,7 @@ from sessionwise import Database, Session
 from sessionwise.notifications import PostgresListener, notify
 from taskyard.timestamps import utc_now
 
-__all__ = ["CHANNEL", "Place", "WaitEnd", "WakeupHub"]
+__all__ = ["CHANNEL", "Place", "WaitEnd", "WakeupHub", "wakeups_of"]
 
 logger = logging.getLogger("taskyard")
 
@@ -324,3 +324,9 @@ class WakeupHub:
             self._rechecks = None
         if self._listener is not None:
             await self._listener.close()
+
+
+def wakeups_of(state: Any) -> WakeupHub | None:
+    """The hub on an app's *state* (``app.state.wakeups``, set by the lifespan), if any."""
+    hub = getattr(state, "wakeups", None)
+    return hub if isinstance(hub, WakeupHub) else None
