@@ -95,7 +95,8 @@ class DatabaseConfig(BaseModel):
         echo: Log every statement.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # URLs carry passwords: a validation error must not print the value it refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: str | None = None
     pool_size: int = Field(default=15, ge=1)
@@ -162,7 +163,9 @@ class DatabaseSettings(BaseSettings, DatabaseConfig):
             gives a URL.
     """
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="SESSIONWISE_")
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="SESSIONWISE_", hide_input_in_errors=True
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the typed __init__ pydantic-settings makes
 

@@ -94,7 +94,7 @@ class ReadRoute:
         for replica in self._table.candidates(self.fresh_as):
             turn = self._table.turns[id(replica.engine)].turn()
             session.info[POOL_TURN_KEY] = turn
-            session.sync_session.bind = replica.engine.sync_engine
+            session.bind = replica.engine
             try:
                 await turn.take()
                 await session.connection()
@@ -106,7 +106,7 @@ class ReadRoute:
             self.replica = replica
             return
         session.info[POOL_TURN_KEY] = primary_turn
-        session.sync_session.bind = self._table.primary_read_engine.sync_engine
+        session.bind = self._table.primary_read_engine
 
 
 def _route_of(session: AsyncSession) -> ReadRoute | None:
