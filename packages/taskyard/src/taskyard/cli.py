@@ -123,6 +123,10 @@ def serve(
         access_log=access_log,
         log_level=log_level,
         timeout_graceful_shutdown=graceful_timeout,
+        # uvicorn kills a worker that does not answer its supervisor's ping within 5 s, and
+        # starts another: on a loaded host a worker still importing the app misses that, and
+        # the cycle never ends ("Child process died", no worker ever serves).
+        timeout_worker_healthcheck=30,
     )
 
 
