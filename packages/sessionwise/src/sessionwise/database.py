@@ -28,6 +28,7 @@ from sessionwise.app_state import published
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import ConfigurationError, DatabaseStateError
+from sessionwise.failover import discard_connections_to_standbys
 from sessionwise.guards import (
     CALL_GATE_KEY,
     POOL_TURN_KEY,
@@ -206,6 +207,7 @@ class Database(Generic[SessionT]):
             install_sqlite_profile(engine, self.config)
         elif url.get_backend_name() == "postgresql":
             install_postgres_profile(engine, self.config)
+            discard_connections_to_standbys(engine)
         read_options: dict[str, Any] = {READ_ONLY_OPTION: True}
         if url.get_backend_name() == "postgresql":
             read_options["postgresql_readonly"] = True

@@ -44,21 +44,27 @@ def _timeout_settings(config: DatabaseConfig) -> dict[str, str]:
 
 
 class ConnectFailedError(AsyncAdapt_asyncpg_dbapi.OperationalError):
-    """asyncpg could not reach the server: the socket was refused, reset or timed out.
+    """asyncpg found no server to use: refused, reset or timed out, or none a primary.
 
-    asyncpg raises these as plain ``OSError`` / ``TimeoutError``, and SQLAlchemy's adapter
-    translates only asyncpg's own exceptions (``_handle_exception_no_connection`` in
+    asyncpg raises these as plain ``OSError`` / ``TimeoutError`` (or, when every host of a
+    multi-host URL answered but none matched ``target_session_attrs``, as its own
+    ``TargetServerAttributeNotMatched``, which carries no SQLSTATE), and SQLAlchemy's
+    adapter translates only asyncpg's server errors (``_handle_exception_no_connection`` in
     ``sqlalchemy.dialects.postgresql.asyncpg``), so they would reach the application
-    unwrapped, indistinguishable from its own. Raised as a DBAPI error instead, SQLAlchemy
-    wraps it in ``sqlalchemy.exc.OperationalError``, with SQLSTATE 08001
+    unwrapped or unclassified. Raised as a DBAPI error instead, SQLAlchemy wraps it in
+    ``sqlalchemy.exc.OperationalError``, with SQLSTATE 08001
     (sqlclient_unable_to_establish_sqlconnection): `sessionwise.errors` calls it unavailable.
     """
 
-    def __init__(self, error: BaseException) -> None:
+    def __init__(self, error: BaseException, reason: str | None = None) -> None:
         # The driver's text stays on the chained exception, out of the message.
-        message = f"could not connect to the server ({type(error).__name__})"
+        message = f"could not connect to the server ({reason or type(error).__name__})"
         super().__init__(message, error)  # type: ignore[no-untyped-call]  # SQLAlchemy's
         self.pgcode = self.sqlstate = UNABLE_TO_CONNECT
+
+
+class StandbyRefusedError(Exception):
+    """The server of a new connection is a hot standby; writes need the primary."""
 
 
 async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
@@ -67,18 +73,75 @@ async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
 
     try:
         return await asyncpg.connect(*args, **kwargs)
-    except (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError) as error:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.TargetServerAttributeNotMatched,
+    ) as error:
         # ConnectionDoesNotExistError: the server closed the socket mid-handshake (shutting
         # down); it carries no SQLSTATE and SQLAlchemy sees no closed connection to flag.
+        # TargetServerAttributeNotMatched: every host answered, none is (yet) a primary, as
+        # during a failover's promotion.
         raise ConnectFailedError(error) from error
+
+
+def _reports_standby(connection: Any) -> bool:
+    # PostgreSQL 14+ reports in_hot_standby at startup (a ParameterStatus, so no round trip)
+    # and again when a promotion ends recovery; older servers report nothing (None).
+    return getattr(connection.get_settings(), "in_hot_standby", None) == "on"
+
+
+def _creator(config: DatabaseConfig, *, primary: bool, read_only: bool) -> Any:
+    """The ``async_creator_fn`` of one pool: what a new connection must be before use."""
+    # Behind PgBouncer the reported in_hot_standby is PgBouncer's copy from its first server
+    # connection, which can be stale after a failover (pgbouncer#859): not trusted there.
+    refuse_standby = primary and not config.pgbouncer
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        connection = await _connect_asyncpg(*args, **kwargs)
+        try:
+            if refuse_standby and _reports_standby(connection):
+                # A URL without target_session_attrs (one host name that a VIP, DNS or a
+                # proxy moves) can land on a demoted primary that came back as a standby:
+                # its connections answer reads and refuse every write with 25006
+                # (gpustack#6105). Refused here, the pool never hands it out, and the next
+                # connect may reach the current primary.
+                error = StandbyRefusedError("in_hot_standby=on")
+                raise ConnectFailedError(error, "the server is a standby") from error
+            if read_only:
+                # Read-only by SET after connecting, not by a startup parameter: asyncpg
+                # checks target_session_attrs=read-write right after startup and rejects a
+                # session whose default_transaction_read_only is on, on every host ("None of
+                # the hosts match the target attribute requirement"). Set afterwards, the
+                # read pool lands on the same primary as the writes (so reads see them) and
+                # the server still refuses writes in every implicit transaction.
+                await connection.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    return connect
 
 
 def _unique_statement_name() -> str:
     return f"__sessionwise_{uuid.uuid4().hex}__"
 
 
-def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
-    """`create_async_engine` keyword arguments for asyncpg."""
+def postgres_engine_options(
+    config: DatabaseConfig, *, primary: bool = True, read_only: bool = False
+) -> dict[str, Any]:
+    """`create_async_engine` keyword arguments for asyncpg.
+
+    Args:
+        config: The pool, timeout and PgBouncer options.
+        primary: The pool is for the primary: a new connection to a server that reports
+            itself a hot standby is refused (SQLSTATE 08001, unavailable). False for a pool
+            of replicas.
+        read_only: Every session of the pool is read-only (``default_transaction_read_only``
+            set right after connecting).
+    """
     server_settings = {"application_name": config.application_name}
     if not config.pgbouncer:
         # PgBouncer refuses unknown startup parameters, so there the timeouts are set per
@@ -86,7 +149,7 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
         server_settings.update(_timeout_settings(config))
     connect_args: dict[str, Any] = {
         "server_settings": server_settings,
-        "async_creator_fn": _connect_asyncpg,
+        "async_creator_fn": _creator(config, primary=primary, read_only=read_only),
     }
     if config.pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
@@ -122,8 +185,7 @@ def read_engine_options(config: DatabaseConfig) -> dict[str, Any]:
     ``default_transaction_read_only`` at connect, so that the server still refuses writes in
     the implicit transaction of every statement.
     """
-    options = postgres_engine_options(config)
-    options["connect_args"]["server_settings"]["default_transaction_read_only"] = "on"
+    options = postgres_engine_options(config, read_only=True)
     options["pool_size"] = config.read_pool_size or config.pool_size
     options["isolation_level"] = "AUTOCOMMIT"
     return options
