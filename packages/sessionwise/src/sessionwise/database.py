@@ -194,10 +194,10 @@ class Database(Generic[SessionT]):
                 # and goes (SQLAlchemy docs, "Using a Memory Database with Multiple Coroutines").
                 self._memory_keeper = sqlite3.connect(url.database or "", uri=True)
         elif url.get_backend_name() == "postgresql":
-            options.update(postgres_engine_options(self.config))
+            options.update(postgres_engine_options(self.config, primary=True))
             if autocommit_reads(self.config):
                 self._read_pool_engine = create_async_engine(
-                    url, echo=self.config.echo, **read_engine_options(self.config)
+                    url, echo=self.config.echo, **read_engine_options(self.config, primary=True)
                 )
                 install_postgres_profile(self._read_pool_engine, self.config)
         else:

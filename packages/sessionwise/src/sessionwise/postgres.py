@@ -130,15 +130,15 @@ def _unique_statement_name() -> str:
 
 
 def postgres_engine_options(
-    config: DatabaseConfig, *, primary: bool = True, read_only: bool = False
+    config: DatabaseConfig, *, primary: bool = False, read_only: bool = False
 ) -> dict[str, Any]:
     """`create_async_engine` keyword arguments for asyncpg.
 
     Args:
         config: The pool, timeout and PgBouncer options.
-        primary: The pool is for the primary: a new connection to a server that reports
-            itself a hot standby is refused (SQLSTATE 08001, unavailable). False for a pool
-            of replicas.
+        primary: The pool is the primary's (`Database` sets it for its own pools): a new
+            connection to a server that reports itself a hot standby is refused (SQLSTATE
+            08001, unavailable). Off for pools that may use any server, such as replicas'.
         read_only: Every session of the pool is read-only (``default_transaction_read_only``
             set right after connecting).
     """
@@ -178,14 +178,14 @@ def autocommit_reads(config: DatabaseConfig) -> bool:
     return config.read_sessions == "autocommit" and not config.pgbouncer
 
 
-def read_engine_options(config: DatabaseConfig) -> dict[str, Any]:
+def read_engine_options(config: DatabaseConfig, *, primary: bool = False) -> dict[str, Any]:
     """`create_async_engine` keyword arguments for the pool of autocommit read sessions.
 
     Autocommit for the engine's whole life (set once per connection, not per checkout), and
     ``default_transaction_read_only`` at connect, so that the server still refuses writes in
     the implicit transaction of every statement.
     """
-    options = postgres_engine_options(config, read_only=True)
+    options = postgres_engine_options(config, primary=primary, read_only=True)
     options["pool_size"] = config.read_pool_size or config.pool_size
     options["isolation_level"] = "AUTOCOMMIT"
     return options
