@@ -30,7 +30,7 @@ def _downgrade(connection: Connection) -> None:
 async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: str) -> None:
     async with create_database(Settings(database_url=database_url)) as db:
         await upgrade(db)
-        assert await current_revision(db) == head_revision() == "0003"
+        assert await current_revision(db) == head_revision() == "0004"
         async with db.engine.connect() as connection:
             assert await connection.run_sync(_differences) == []
             tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
@@ -44,4 +44,4 @@ async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: s
         assert await current_revision(db) is None
 
         await upgrade(db)  # and back up again
-        assert await current_revision(db) == head_revision() == "0003"
+        assert await current_revision(db) == head_revision() == "0004"
