@@ -117,7 +117,23 @@ async def test_a_database_on_a_standby_hands_out_no_connection_for_writes(
             async with db.session() as session:
                 await session.execute(text("SELECT 1"))
         assert classify(raised.value) is Failure.UNAVAILABLE  # 503 with Retry-After
-        assert "standby" in str(raised.value)
+        assert "target_session_attrs" in str(raised.value)
+
+
+async def test_hosts_listed_without_target_session_attrs_still_lead_to_the_primary(
+    patroni: PatroniCluster,
+) -> None:
+    # The standby first, and no target_session_attrs: the primary's pools ask for a primary
+    # themselves, so asyncpg passes over the standby to the next host.
+    standby = next(node for node in patroni.nodes if node.is_streaming_standby())
+    primary = patroni.primary()
+    assert primary is not None
+    url = f"postgresql+asyncpg://postgres@/{DATABASE}?host={standby.address}&host={primary.address}"
+    async with Database(url, read_sessions="autocommit") as db:
+        async with db.session() as session:
+            assert await session.scalar(text("SELECT pg_is_in_recovery()")) is False
+        async with db.read_session() as session:
+            assert await session.scalar(text("SELECT pg_is_in_recovery()")) is False
 
 
 @pytest.mark.timeout(120)

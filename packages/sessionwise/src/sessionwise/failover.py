@@ -7,8 +7,9 @@ succeeds on a standby) and refuse every write with SQLSTATE 25006
 (read_only_sql_transaction), for as long as the process lives (gpustack#6105, CrunchyData
 postgres-operator#3322). Two guards, each at no cost to a healthy request:
 
-* a new connection whose server reports ``in_hot_standby=on`` is refused before the pool
-  hands it out (`sessionwise.postgres`, the primary pools' connect function);
+* the primary's pools connect with ``target_session_attrs=primary`` unless the URL chooses
+  (`sessionwise.postgres`): asyncpg skips a server that reports ``in_hot_standby=on`` and
+  tries the next host, so the pool never hands out a connection to a standby;
 * a write that answers 25006 marks its connection as a disconnect: SQLAlchemy throws it
   away, and the error reaches the caller with ``connection_invalidated`` set, which
   `sessionwise.errors` classifies as unavailable (503 with ``Retry-After`` in FastAPI). The

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sessionwise.config import DatabaseConfig
@@ -63,10 +64,6 @@ class ConnectFailedError(AsyncAdapt_asyncpg_dbapi.OperationalError):
         self.pgcode = self.sqlstate = UNABLE_TO_CONNECT
 
 
-class StandbyRefusedError(Exception):
-    """The server of a new connection is a hot standby; writes need the primary."""
-
-
 async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
     """``asyncpg.connect()`` whose socket failures are DBAPI errors (``async_creator_fn``)."""
     import asyncpg  # type: ignore[import-untyped]  # late: the postgres extra is optional
@@ -83,46 +80,50 @@ async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
         # down); it carries no SQLSTATE and SQLAlchemy sees no closed connection to flag.
         # TargetServerAttributeNotMatched: every host answered, none is (yet) a primary, as
         # during a failover's promotion.
-        raise ConnectFailedError(error) from error
+        no_primary = isinstance(error, asyncpg.TargetServerAttributeNotMatched)
+        reason = "no host matches target_session_attrs" if no_primary else None
+        raise ConnectFailedError(error, reason) from error
 
 
-def _reports_standby(connection: Any) -> bool:
-    # PostgreSQL 14+ reports in_hot_standby at startup (a ParameterStatus, so no round trip)
-    # and again when a promotion ends recovery; older servers report nothing (None).
-    return getattr(connection.get_settings(), "in_hot_standby", None) == "on"
-
-
-def _creator(config: DatabaseConfig, *, primary: bool, read_only: bool) -> Any:
+def _creator(*, read_only: bool) -> Any:
     """The ``async_creator_fn`` of one pool: what a new connection must be before use."""
-    # Behind PgBouncer the reported in_hot_standby is PgBouncer's copy from its first server
-    # connection, which can be stale after a failover (pgbouncer#859): not trusted there.
-    refuse_standby = primary and not config.pgbouncer
+    if not read_only:
+        return _connect_asyncpg
 
     async def connect(*args: Any, **kwargs: Any) -> Any:
         connection = await _connect_asyncpg(*args, **kwargs)
         try:
-            if refuse_standby and _reports_standby(connection):
-                # A URL without target_session_attrs (one host name that a VIP, DNS or a
-                # proxy moves) can land on a demoted primary that came back as a standby:
-                # its connections answer reads and refuse every write with 25006
-                # (gpustack#6105). Refused here, the pool never hands it out, and the next
-                # connect may reach the current primary.
-                error = StandbyRefusedError("in_hot_standby=on")
-                raise ConnectFailedError(error, "the server is a standby") from error
-            if read_only:
-                # Read-only by SET after connecting, not by a startup parameter: asyncpg
-                # checks target_session_attrs=read-write right after startup and rejects a
-                # session whose default_transaction_read_only is on, on every host ("None of
-                # the hosts match the target attribute requirement"). Set afterwards, the
-                # read pool lands on the same primary as the writes (so reads see them) and
-                # the server still refuses writes in every implicit transaction.
-                await connection.execute("SET default_transaction_read_only = on")
+            # Read-only by SET after connecting, not by a startup parameter: asyncpg checks
+            # target_session_attrs (read-write, primary) right after startup and rejects a
+            # session whose default_transaction_read_only is on, on every host ("None of the
+            # hosts match the target attribute requirement"). Set afterwards, the read pool
+            # lands on the same primary as the writes (so reads see them) and the server
+            # still refuses writes in every implicit transaction.
+            await connection.execute("SET default_transaction_read_only = on")
         except BaseException:
             connection.terminate()
             raise
         return connection
 
     return connect
+
+
+def _primary_only(config: DatabaseConfig) -> dict[str, str]:
+    """``target_session_attrs=primary`` for the primary's pools, unless chosen already.
+
+    A URL that does not say (one host name that a VIP, DNS or a proxy moves; several hosts
+    listed for failover) can lead to a demoted primary that came back as a standby, whose
+    connections pass every ping and refuse every write with 25006 (gpustack#6105). asyncpg
+    then skips a standby, from the ``in_hot_standby`` it reports at startup (PostgreSQL 14+;
+    older servers are asked), and tries the next host; with none left the connect fails as
+    unavailable. Not behind PgBouncer: what it reports is its copy from its first server
+    connection, which can be stale after a failover (pgbouncer#859).
+    """
+    if config.pgbouncer or config.url is None or os.environ.get("PGTARGETSESSIONATTRS"):
+        return {}
+    if "target_session_attrs" in make_url(config.url).query:
+        return {}
+    return {"target_session_attrs": "primary"}
 
 
 def _unique_statement_name() -> str:
@@ -136,9 +137,9 @@ def postgres_engine_options(
 
     Args:
         config: The pool, timeout and PgBouncer options.
-        primary: The pool is the primary's (`Database` sets it for its own pools): a new
-            connection to a server that reports itself a hot standby is refused (SQLSTATE
-            08001, unavailable). Off for pools that may use any server, such as replicas'.
+        primary: The pool is the primary's (`Database` sets it for its own pools): it
+            connects only to a server that is not a standby (see `_primary_only`). Off for
+            pools that may use any server, such as replicas'.
         read_only: Every session of the pool is read-only (``default_transaction_read_only``
             set right after connecting).
     """
@@ -149,7 +150,8 @@ def postgres_engine_options(
         server_settings.update(_timeout_settings(config))
     connect_args: dict[str, Any] = {
         "server_settings": server_settings,
-        "async_creator_fn": _creator(config, primary=primary, read_only=read_only),
+        "async_creator_fn": _creator(read_only=read_only),
+        **(_primary_only(config) if primary else {}),
     }
     if config.pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
