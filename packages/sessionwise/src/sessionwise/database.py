@@ -29,6 +29,7 @@ from sessionwise.commit_hooks import run_after_commit
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import ConfigurationError, DatabaseStateError
+from sessionwise.failover import discard_connections_to_standbys
 from sessionwise.guards import (
     CALL_GATE_KEY,
     POOL_TURN_KEY,
@@ -203,10 +204,10 @@ class Database(Generic[SessionT]):
                 # and goes (SQLAlchemy docs, "Using a Memory Database with Multiple Coroutines").
                 self._memory_keeper = sqlite3.connect(url.database or "", uri=True)
         elif url.get_backend_name() == "postgresql":
-            options.update(postgres_engine_options(self.config))
+            options.update(postgres_engine_options(self.config, primary=True))
             if autocommit_reads(self.config):
                 self._read_pool_engine = create_async_engine(
-                    url, echo=self.config.echo, **read_engine_options(self.config)
+                    url, echo=self.config.echo, **read_engine_options(self.config, primary=True)
                 )
                 install_postgres_profile(self._read_pool_engine, self.config)
         else:
@@ -216,6 +217,7 @@ class Database(Generic[SessionT]):
             install_sqlite_profile(engine, self.config)
         elif url.get_backend_name() == "postgresql":
             install_postgres_profile(engine, self.config)
+            discard_connections_to_standbys(engine)
         read_options: dict[str, Any] = {READ_ONLY_OPTION: True}
         if url.get_backend_name() == "postgresql":
             read_options["postgresql_readonly"] = True
