@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install system-deps serve test smoke docs docs-serve check fmt bench cluster cluster-down
+.PHONY: help install system-deps serve test smoke docs docs-serve check fmt screenshots bench cluster cluster-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,9 +18,10 @@ install: ## Install the locked Python environment into .venv (uv; fetches uv its
 	$(UV) sync --locked
 
 # Every Debian package a test or target starts: PgBouncer and wrk (benchmark, pool tests),
+# chromium (the board's browser tests, screenshots),
 # Patroni with etcd and HAProxy (failover test, `make cluster`; python3-etcd is Patroni's etcd
 # client). Installs only what is missing, so a second run does nothing.
-SYSTEM_PACKAGES := pgbouncer wrk patroni python3-etcd etcd-server haproxy
+SYSTEM_PACKAGES := pgbouncer wrk chromium patroni python3-etcd etcd-server haproxy
 
 system-deps: ## Install the Debian tools the tests, benchmark and cluster start (apt, if missing)
 	@missing="$$(for package in $(SYSTEM_PACKAGES); do \
@@ -52,6 +53,9 @@ docs-serve: install ## Serve the docs site with live reload, http://127.0.0.1:80
 fmt: install ## Format and autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
+
+screenshots: install system-deps ## PNGs of the board in chromium into docs/ (shown in the README and docs/board.md)
+	$(UV) run python -m tests.support.board_screenshots docs
 
 bench: install system-deps ## Run the benchmark; writes docs/performance.md, JSON and plot
 	$(UV) run python -m bench

@@ -6,25 +6,21 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
 
 from fastapi import FastAPI
-from pydantic.json_schema import models_json_schema
 
 from sessionwise import Database
 from sessionwise.fastapi import install_error_handlers
 from taskyard import health, problem_docs
+from taskyard.board import mount_board
 from taskyard.body_limit import BodyLimitMiddleware
 from taskyard.idempotency import describe_retention, install_idempotency, purging
+from taskyard.openapi_contract import document_contract, operation_id
 from taskyard.pagination import CursorCodec
-from taskyard.problems import (
-    Problem,
-    database_problem,
-    install_problem_handlers,
-    problem_responses,
-)
+from taskyard.problems import database_problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
+from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.router import router as tasks_router
 from taskyard.users.router import router as users_router
 from taskyard.workers.router import router as workers_router
@@ -65,11 +61,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A task queue for teams and their agents.",
         description=describe_retention(settings),
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # "tasks-create_task", not FastAPI's default
     )
     app.state.settings = settings
+    app.state.retry_policy = RetryPolicy(
+        base=settings.retry_base_delay, cap=settings.retry_max_delay, jitter=settings.retry_jitter
+    )
     idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
-    app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
+    secret = key or secrets.token_bytes(32)
+    app.state.cursor_codec = CursorCodec(secret)
     install_problem_handlers(app)
     install_error_handlers(app, render=database_problem)  # 409 / 503 / 504 as problems
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size)
@@ -81,29 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX, responses=_API_PROBLEMS)
     app.include_router(health.router)
     app.include_router(problem_docs.router)
-    _document_problems(app)
+    mount_board(app, secret)  # /board: pages for people, not in the OpenAPI document
+    document_contract(app)  # operation ids' counterpart: Problem schema, OpenAPI links
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """`create_app` with `Settings` from ``TASKYARD_*``: uvicorn's factory for ``--workers``."""
     return create_app(Settings())
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Add the `Problem` schema that ``problem_responses`` refer to, to the OpenAPI document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = build()
-        _, definitions = models_json_schema(
-            [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
-        )
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(definitions.get("$defs", {}))
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,7 +1,7 @@
 """API keys: the WAL position their reads must have replayed to (read replicas, issue 12).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: v0006_key_read_after_lsn
+Revises: v0005_board_sessions
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "v0006_key_read_after_lsn"
+down_revision: str | None = "v0005_board_sessions"
 branch_labels: str | None = None
 depends_on: str | None = None
 
