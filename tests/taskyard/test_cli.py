@@ -30,7 +30,7 @@ async def _authenticate(url: str, api_key: str) -> Caller | None:
 async def test_migrate_on_a_fresh_database_creates_the_schema_once(database_url: str) -> None:
     first = await taskyard("migrate", "--database-url", database_url)
     assert first.exit_code == 0, first.output
-    assert "revision 0003" in first.output
+    assert "revision 0004" in first.output
     again = await taskyard("migrate", "--database-url", database_url)  # nothing pending: no-op
     assert again.exit_code == 0, again.output
     async with create_database(Settings(database_url=database_url)) as db:

@@ -8,9 +8,11 @@ in each server's log (``log_statement=all``, lines prefixed with the application
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,14 @@ import anyio
 import httpx
 import pytest
 
+from sessionwise import Database
+from taskyard.app import create_database
+from taskyard.migrate import upgrade
+from taskyard.settings import Settings
+from taskyard.users.schemas import UserCreate
+from taskyard.users.service import UserService
 from tests.support.replication import Replicated, replicated_database, statement_count
-from tests.support.served_app import ServedApp, User, run_cli, serve_taskyard
+from tests.support.served_app import ServedApp, User, serve_taskyard
 
 # Two servers, one with two workers, start before the first test: minutes on a loaded host.
 pytestmark = [pytest.mark.replicas, pytest.mark.faults, pytest.mark.timeout(300)]
@@ -46,19 +54,36 @@ class Servers:
         return app.client(user, limits=_FRESH_CONNECTION, timeout=10)
 
 
+async def _admin(primary_url: str) -> Database:
+    # The primary alone, in-process: what `taskyard users create` / `keys revoke` run, without
+    # a process start (and its imports) per command.
+    return create_database(Settings(database_url=primary_url))
+
+
+async def _new_user(primary_url: str, name: str) -> User:
+    email = f"{name}-{uuid.uuid4().hex[:8]}@example.test"
+    async with await _admin(primary_url) as db, db.session() as session:
+        _, issued = await UserService(session).create_user(UserCreate(email=email, name=name))
+    return User(email, name, issued.api_key)
+
+
 @pytest.fixture(scope="module")
-def servers(replicated: Replicated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+async def servers(
+    replicated: Replicated, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Servers]:
     workdir: Path = tmp_path_factory.mktemp("replicas")
     with replicated_database(replicated) as name:
         primary_url, replica_url = replicated.urls(name)
+        async with await _admin(primary_url) as db:
+            await upgrade(db)
+        users = [await _new_user(primary_url, "owner"), await _new_user(primary_url, "member")]
         env = {**_REPLICA_ENV, "TASKYARD_DATABASE__REPLICA_URLS": json.dumps([replica_url])}
-        with serve_taskyard(primary_url, workdir, env=env, extra_args=("--workers", "2")) as a:
-            member = a.create_user("member")
-            users = [a.user, member]
-            with serve_taskyard(
-                primary_url, workdir, env=env, extra_args=("--no-migrate",), users=users
-            ) as b:
-                yield Servers(replicated, a, b, a.user, member)
+        serve = functools.partial(serve_taskyard, primary_url, workdir, env=env, users=users)
+        with (
+            serve(extra_args=("--no-migrate", "--workers", "2")) as a,
+            serve(extra_args=("--no-migrate",)) as b,
+        ):
+            yield Servers(replicated, a, b, *users)
 
 
 @pytest.fixture(autouse=True)
@@ -177,19 +202,8 @@ async def test_a_keys_writes_are_visible_to_its_next_read_in_any_process(
 
 async def test_revoked_keys_and_removed_members_lose_access_at_once(servers: Servers) -> None:
     project_id, task_ids = await _project_with_member(servers, tasks=1)
-    extra_key = (
-        run_cli(
-            "keys",
-            "create",
-            "--email",
-            servers.owner.email,
-            "--database-url",
-            servers.a.database_url,
-            env=servers.a.env,
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    async with await _admin(servers.a.database_url) as db, db.session() as session:
+        extra_key = (await UserService(session).create_key(servers.owner.email)).api_key
     revoked = User(servers.owner.email, servers.owner.name, extra_key)
     async with servers.client(servers.b, servers.member) as member:
         assert (await member.get(f"/api/v1/projects/{project_id}")).status_code == 200
@@ -198,9 +212,8 @@ async def test_revoked_keys_and_removed_members_lose_access_at_once(servers: Ser
         assert (await client.get("/api/v1/projects")).status_code == 200
     servers.pair.replica.pause_replay()
 
-    run_cli(
-        "keys", "revoke", extra_key, "--database-url", servers.a.database_url, env=servers.a.env
-    )
+    async with await _admin(servers.a.database_url) as db, db.session() as session:
+        await UserService(session).revoke_key(extra_key)  # what `taskyard keys revoke` runs
     for app in (servers.a, servers.b):
         async with servers.client(app, revoked) as client:
             for path in ("/api/v1/projects", f"/api/v1/tasks/{task_ids[0]}"):

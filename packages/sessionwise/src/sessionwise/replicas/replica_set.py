@@ -49,8 +49,10 @@ def _replica_engine(url: str, config: DatabaseConfig) -> AsyncEngine:
     return engine.execution_options(postgresql_readonly=True)
 
 
-def _probe_engine(url: str, config: DatabaseConfig) -> AsyncEngine:
-    options: dict[str, Any] = postgres_engine_options(config)
+def _probe_engine(url: str, config: DatabaseConfig, *, primary: bool = False) -> AsyncEngine:
+    # The primary's probe connects as the primary's pools do: with a multi-host URL, only to
+    # the host that is the primary now (sessionwise.postgres).
+    options: dict[str, Any] = postgres_engine_options(config, primary=primary)
     timeout = min(_CONNECT_TIMEOUT, config.pool_timeout)
     options.update(pool_size=1, max_overflow=0, pool_timeout=timeout)
     options["connect_args"]["timeout"] = timeout
@@ -65,7 +67,7 @@ class ReplicaSet:
 
     def __init__(self, config: DatabaseConfig, primary_url: str) -> None:
         self._config = config
-        self._primary_probe = _probe_engine(primary_url, config)
+        self._primary_probe = _probe_engine(primary_url, config, primary=True)
         self.replicas = [
             Replica(url, _replica_engine(url, config), _probe_engine(url, config))
             for url in config.replica_urls
