@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install system-deps serve test smoke docs docs-serve check fmt screenshots bench
+.PHONY: help install system-deps serve test smoke docs docs-serve check fmt screenshots bench cluster cluster-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,12 +17,18 @@ install: ## Install the locked Python environment into .venv (uv; fetches uv its
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --locked
 
-system-deps: ## Install the Debian tools the tests and benchmark start (pgbouncer, wrk, chromium)
-	@missing=""; \
-	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || missing="$$missing pgbouncer"; \
-	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
-	{ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || missing="$$missing chromium"; \
+# Every Debian package a test or target starts: PgBouncer and wrk (benchmark, pool tests),
+# chromium (the board's browser tests, screenshots),
+# Patroni with etcd and HAProxy (failover test, `make cluster`; python3-etcd is Patroni's etcd
+# client). Installs only what is missing, so a second run does nothing.
+SYSTEM_PACKAGES := pgbouncer wrk chromium patroni python3-etcd etcd-server haproxy
+
+system-deps: ## Install the Debian tools the tests, benchmark and cluster start (apt, if missing)
+	@missing="$$(for package in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'ok installed' || echo "$$package"; \
+	done)"; \
 	if [ -n "$$missing" ]; then \
+		echo "system-deps: installing" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
@@ -53,3 +59,9 @@ screenshots: install system-deps ## PNGs of the board in chromium into docs/ (sh
 
 bench: install system-deps ## Run the benchmark; writes docs/performance.md, JSON and plot
 	$(UV) run python -m bench
+
+cluster: install system-deps ## Start taskyard x2 behind HAProxy, PgBouncer, Patroni x2 and etcd on loopback; prints the URLs
+	$(UV) run python -m cluster up
+
+cluster-down: ## Stop everything `make cluster` started and remove ./.cluster
+	$(UV) run python -m cluster down

@@ -81,3 +81,38 @@ def write_library_plot(payload: dict[str, Any], path: Path) -> bool:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+def scaling_points(payload: dict[str, Any], call: str, pgbouncer: bool) -> list[tuple[int, float]]:
+    """(workers, median req/s) of the scaling section for *call*, direct or through PgBouncer."""
+    points = []
+    for row in payload["summaries"]:
+        if row["section"] != "scaling" or row["call"] != call:
+            continue
+        if row["app"].endswith("+ PgBouncer") != pgbouncer:
+            continue
+        points.append((int(row["app"].split()[0]), row["requests_per_second"]))
+    return sorted(points)
+
+
+def write_scaling_plot(payload: dict[str, Any], path: Path) -> None:
+    """Mixed req/s and claims/s against the worker count, direct and through PgBouncer."""
+    panels = (("mixed", "mixed calls: requests / s"), ("claim", "claims / s (16 claimers)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(9, 3.6))
+    for axis, (call, title) in zip(axes, panels, strict=True):
+        for pgbouncer, style, label in ((False, "o-", "direct"), (True, "s--", "PgBouncer")):
+            points = scaling_points(payload, call, pgbouncer)
+            if points:
+                x, y = zip(*points, strict=True)
+                axis.plot(x, y, style, label=label)
+        axis.set_title(title)
+        axis.set_xticks([1, 2, 4])
+        axis.set_xlabel("taskyard workers")
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("median")
+    axes[-1].legend(loc="best")
+    figure.suptitle("Scaling: workers, direct and through PgBouncer (10 server connections)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

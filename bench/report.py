@@ -25,7 +25,14 @@ SECTION_APPS = {
     "postgres": ("raw", "tutorial", "ceiling", "taskyard"),
     "library": LIBRARY_APPS,
     "sqlite": ("tutorial", "taskyard"),
-    "scaling": ("1 worker", "2 workers", "4 workers + PgBouncer"),
+    "scaling": (
+        "1 worker",
+        "2 workers",
+        "4 workers",
+        "1 worker + PgBouncer",
+        "2 workers + PgBouncer",
+        "4 workers + PgBouncer",
+    ),
     "claims": ("postgres", "sqlite"),
     "idempotency": ("taskyard",),
 }
@@ -277,6 +284,41 @@ def claims_section(payload: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def scaling_section(payload: dict[str, Any]) -> str:
+    """Per configuration: the mixed call's req/s and claims/s, and their errors."""
+    summaries = _summaries(payload, "scaling")
+    if not summaries:
+        return "_Not run._"
+    by_app: dict[str, dict[str, dict[str, Any]]] = {}
+    for (app, call, _connections), row in summaries.items():
+        by_app.setdefault(app, {})[call] = row
+    single = by_app.get("1 worker", {}).get("mixed")
+    rows = []
+    for app in SECTION_APPS["scaling"]:
+        calls = by_app.get(app)
+        if not calls:
+            continue
+        mixed, claim = calls.get("mixed"), calls.get("claim")
+        ratio = (
+            mixed["requests_per_second"] / single["requests_per_second"]
+            if mixed and single and single["requests_per_second"]
+            else None
+        )
+        errors = sum(row["non_2xx"] + row["socket_errors"] for row in calls.values())
+        rows.append(
+            [
+                app,
+                f"{mixed['requests_per_second']:.0f}" if mixed else "n/a",
+                _number(mixed["p99_ms"], 1) if mixed else "n/a",
+                _number(ratio),
+                f"{claim['requests_per_second']:.0f}" if claim else "n/a",
+                errors,
+            ]
+        )
+    header = ["taskyard", "mixed req/s (c=32)", "p99 ms", "/ 1 worker", "claims/s (16)", "errors"]
+    return _table(header, rows)
+
+
 def idempotency_section(payload: dict[str, Any]) -> str:
     """taskyard's create without and with an Idempotency-Key, per connection count."""
     summaries = _summaries(payload, "idempotency")
@@ -404,7 +446,7 @@ def micro_section(payload: dict[str, Any]) -> str:
     )
 
 
-def render(payload: dict[str, Any], plot_name: str) -> str:
+def render(payload: dict[str, Any], plot_name: str, scaling_plot_name: str) -> str:
     settings = payload["settings"]
     machine = payload["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in payload["versions"].items())
@@ -440,7 +482,8 @@ def render(payload: dict[str, Any], plot_name: str) -> str:
         "### Claims: 16 concurrent claimers",
         claims_section(payload),
         "## Scaling: more workers, PgBouncer",
-        calls_section(payload, "scaling", ("1 worker",)),
+        f"![req/s and claims/s against workers]({scaling_plot_name})",
+        scaling_section(payload),
         _note("scaling.md"),
         "## Memory",
         memory_section(payload),

@@ -20,7 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 from bench import databases, peers, sections
 from bench.measure import Settings
 from bench.micro import run_micro
-from bench.plot import write_library_plot, write_plot
+from bench.plot import write_library_plot, write_plot, write_scaling_plot
 from bench.report import render
 from bench.targets import evaluate, evaluate_ceiling
 
@@ -29,6 +29,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 DOCS_PAGE = REPO_ROOT / "docs" / "performance.md"
 PLOT = REPO_ROOT / "docs" / "performance-throughput.png"
 LIBRARY_PLOT = REPO_ROOT / "docs" / "performance-library.png"
+SCALING_PLOT = REPO_ROOT / "docs" / "performance-scaling.png"
 SECTIONS = ("postgres", "library", "sqlite", "claims", "scaling", "memory", "queue", "micro")
 POSTGRES_DATABASES = {
     "raw": "bench_raw",
@@ -68,7 +69,7 @@ def estimate_seconds(options: Options) -> float:
     if "claims" in options.sections:
         runs += 2 * s.rounds
     if "scaling" in options.sections:
-        runs += 3 * 4 * s.rounds
+        runs += 6 * 2 * s.rounds  # 3 worker counts x (direct, PgBouncer) x (mixed, claim)
     if "queue" in options.sections:
         runs += 2 * 3 * s.rounds  # 2 backends, 3 kinds (bench.queue.KINDS)
     return runs * (s.duration_s + 0.3) + 25 * len(options.sections)
@@ -194,10 +195,16 @@ def write_outputs(payload: dict[str, Any], options: Options) -> None:
     log(f"wrote {options.results_path.relative_to(REPO_ROOT)}")
     if options.write_docs:
         write_docs(payload)
+    elif "scaling" in payload["settings"]["sections"]:
+        # A quick run leaves docs/ alone; its scaling curve goes beside its JSON.
+        quick_plot = options.results_path.with_name(options.results_path.stem + "-scaling.png")
+        write_scaling_plot(payload, quick_plot)
+        log(f"wrote {quick_plot.relative_to(REPO_ROOT)}")
 
 
 def write_docs(payload: dict[str, Any]) -> None:
     write_plot(payload, PLOT)
     write_library_plot(payload, LIBRARY_PLOT)
-    DOCS_PAGE.write_text(render(payload, PLOT.name))
-    log(f"wrote {DOCS_PAGE.relative_to(REPO_ROOT)} and {PLOT.relative_to(REPO_ROOT)}")
+    write_scaling_plot(payload, SCALING_PLOT)
+    DOCS_PAGE.write_text(render(payload, PLOT.name, SCALING_PLOT.name))
+    log(f"wrote {DOCS_PAGE.relative_to(REPO_ROOT)}, {PLOT.name} and {SCALING_PLOT.name}")

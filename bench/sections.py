@@ -5,8 +5,8 @@
   ``Idempotency-Key`` (a new key per request), interleaved on the same server.
 * ``sqlite``: taskyard on its default SQLite file against the tutorial pattern on aiosqlite;
   then ``claims``: 16 concurrent claimers on taskyard, PostgreSQL against SQLite.
-* ``scaling``: taskyard with one worker, with ``--workers 2``, and with 4 workers through
-  PgBouncer in transaction mode, all on the same PostgreSQL database.
+* ``scaling``: taskyard at 1, 2 and 4 workers, direct and through one PgBouncer in
+  transaction mode (10 server connections): the mixed call's req/s and claims/s.
 * ``memory``: resident size of a fresh taskyard process after 10k and after 100k mixed calls.
 * ``queue``: 16 agents through claim -> complete, one task per claim against ``"limit": 10``,
   PostgreSQL and SQLite (`bench.queue`); then 200 idle agents claiming with
@@ -381,40 +381,55 @@ def claims_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedD
         )
 
 
+SCALING_WORKERS = (1, 2, 4)
+SCALING_SERVER_CONNECTIONS = 10  # PgBouncer's pool: fewer than one worker's own (issue 12.6)
+SCALING_CALLS = (("mixed", 32), ("claim", CLAIMERS))
+
+
+def scaling_name(workers: int, pgbouncer: bool) -> str:
+    name = f"{workers} worker{'s' if workers > 1 else ''}"
+    return f"{name} + PgBouncer" if pgbouncer else name
+
+
 def scaling_section(run: Run, database: PreparedDatabase) -> None:
-    """One worker, ``--workers 2``, and 4 workers through PgBouncer (transaction mode)."""
-    connections = (32,) if 32 in run.settings.connections else run.settings.connections[:1]
-    settings = dataclasses.replace(run.settings, connections=connections)
-    # 20 server connections shared by the 4 workers' pools (4 x (5 + 10) client connections).
-    with running_pgbouncer(database.url, pool_size=20) as bouncer:
-        bouncer_url = bouncer.url
-        through_bouncer = dataclasses.replace(database, url=bouncer_url)
-        specs = [
-            (apps_under_test.taskyard(database.url, "1 worker"), database),
-            (apps_under_test.taskyard(database.url, "2 workers", workers=2), database),
-            (
-                apps_under_test.taskyard(
-                    bouncer_url,
-                    "4 workers + PgBouncer",
-                    workers=4,
-                    extra_env={"TASKYARD_DATABASE__PGBOUNCER": "true"},
-                ),
-                through_bouncer,
-            ),
-        ]
-        with started(run, specs) as running:
-            for name, app, prepared in running:
-                preflight(run, f"taskyard {name}", app, prepared)
-            targets = [(name, prepared.target(app)) for name, app, prepared in running]
-            interleave(
-                "scaling",
-                targets,
-                CALLS,
-                settings,
-                run.results,
-                run.progress,
-                cpu_probes=cpu_probes(running),
-            )
+    """taskyard at 1, 2 and 4 workers, direct and through one PgBouncer: mixed req/s, claims/s.
+
+    One configuration at a time (not interleaved): the direct ones together would hold more
+    connections (7 workers x 20) than the server's max_connections of 100.
+    """
+
+    def reset(_name: str, call: str) -> None:
+        if call == "claim":
+            asyncio.run(databases.reset_claims(database.url, database.seeded))
+
+    with running_pgbouncer(database.url, pool_size=SCALING_SERVER_CONNECTIONS) as bouncer:
+        through_bouncer = dataclasses.replace(database, url=bouncer.url)
+        for pgbouncer in (False, True):
+            for workers in SCALING_WORKERS:
+                name = scaling_name(workers, pgbouncer)
+                prepared = through_bouncer if pgbouncer else database
+                extra_env = {"TASKYARD_DATABASE__PGBOUNCER": "true"} if pgbouncer else {}
+                spec = apps_under_test.taskyard(
+                    prepared.url, name, workers=workers, extra_env=extra_env
+                )
+                with started(run, [(spec, prepared)]) as running:
+                    _, app, _ = running[0]
+                    preflight(run, f"taskyard {name}", app, prepared)
+                    for call, connections in SCALING_CALLS:
+                        target = (
+                            prepared.claim_target(app) if call == "claim" else prepared.target(app)
+                        )
+                        settings = dataclasses.replace(run.settings, connections=(connections,))
+                        interleave(
+                            "scaling",
+                            [(name, target)],
+                            [call],
+                            settings,
+                            run.results,
+                            run.progress,
+                            reset,
+                            cpu_probes=cpu_probes(running),
+                        )
 
 
 def memory_section(run: Run, database: PreparedDatabase) -> None:

@@ -115,6 +115,10 @@ def uvicorn_command(spec: AppSpec, port: int) -> list[str]:
         "--no-access-log",
         "--workers",
         str(spec.workers),
+        # As `taskyard serve` does: on a loaded machine a worker may need over uvicorn's
+        # default 5 s to answer its first health ping, and would be killed and replaced.
+        "--timeout-worker-healthcheck",
+        "60",
         "--log-level",
         "warning",
     ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.support.replication import Replicated, replicated_database, replicated_pair
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -97,3 +99,17 @@ async def pg_admin(postgres_server: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[Replicated]:
+    """A throwaway primary and its streaming replica (tests/support/replication.py)."""
+    with replicated_pair() as pair:
+        yield pair
+
+
+@pytest.fixture
+def replicated_db(replicated: Replicated) -> Iterator[str]:
+    """The name of a fresh database on `replicated`'s primary, streamed to its replica."""
+    with replicated_database(replicated) as name:
+        yield name

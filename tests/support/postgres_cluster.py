@@ -33,9 +33,11 @@ _START_TIMEOUT = 30  # seconds pg_ctl waits for the server to accept connections
 class PostgresCluster:
     """One ``initdb``-made cluster in a temporary directory, on ``127.0.0.1:<port>``."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, settings: dict[str, str] | None = None) -> None:
         self.root = root
         self.port = port
+        # Extra server settings (``-c name=value`` at every start), e.g. log_statement.
+        self.settings = dict(settings or {})
         self.data_dir = root / "data"
         self.socket_dir = root / "sock"
         self.log_file = root / "postgres.log"
@@ -78,6 +80,7 @@ class PostgresCluster:
                 "-c full_page_writes=off",
                 "-c max_connections=60",
                 "-c shared_buffers=32MB",
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             ]
         )
         self._run(
@@ -157,6 +160,21 @@ class PostgresCluster:
         except OSError:
             return ""
 
+    # -- streaming replication --------------------------------------------------------------
+
+    def pause_replay(self) -> None:
+        """On a replica: stop applying WAL (it keeps receiving it); reads see the old state."""
+        self.psql("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.psql("SELECT pg_wal_replay_resume()")
+
+    def replayed_lsn(self) -> int:
+        return int(self.psql("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"))
+
+    def current_lsn(self) -> int:
+        return int(self.psql("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"))
+
     def _run(self, program: str, *args: str) -> None:
         command = [*_as_os_user(), str(BIN_DIR / program), *args]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -183,17 +201,60 @@ def _give_to_os_user(root: Path) -> None:
         os.chown(path, account.pw_uid, account.pw_gid)
 
 
+def _temp_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="tyf-pg-"))
+    root.chmod(0o755)
+    return root
+
+
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[PostgresCluster]:
+def throwaway_replica(
+    primary: PostgresCluster, settings: dict[str, str] | None = None
+) -> Iterator[PostgresCluster]:
+    """A hot-standby streaming replica of *primary*, started; deleted when the block ends.
+
+    ``pg_basebackup -R`` copies the running primary over the replication protocol and writes
+    ``standby.signal`` and ``primary_conninfo``, so the copy starts as a standby that streams
+    from it (PostgreSQL docs, "Setting Up a Standby Server"). The primary needs nothing
+    beyond initdb's defaults: ``wal_level=replica``, ten WAL senders and ``hot_standby=on``
+    are PostgreSQL 15's defaults, and initdb's pg_hba.conf lets loopback replicate (trust).
+    """
+    root = _temp_root()
+    replica = PostgresCluster(root, free_port(), settings)
+    try:
+        replica.socket_dir.mkdir()
+        _give_to_os_user(root)
+        replica._run(
+            "pg_basebackup",
+            "--pgdata",
+            str(replica.data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(primary.port),
+            "--username",
+            "postgres",
+            "--write-recovery-conf",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        )
+        replica.start()
+        yield replica
+    finally:
+        replica.destroy()
+
+
+@contextlib.contextmanager
+def throwaway_cluster(settings: dict[str, str] | None = None) -> Iterator[PostgresCluster]:
     """A started cluster, crash-stopped and deleted when the block ends.
 
     The directory is made directly under the system temp dir (not pytest's ``tmp_path``,
     whose parents are private to root) so the ``postgres`` user can reach it, with a short
     name because unix socket paths are limited to about 100 bytes.
     """
-    root = Path(tempfile.mkdtemp(prefix="tyf-pg-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root, free_port())
+    root = _temp_root()
+    cluster = PostgresCluster(root, free_port(), settings)
     try:
         cluster.init()
         cluster.start()

@@ -4,6 +4,7 @@ One `Database` owns the engine; every session it hands out, in a request or in a
 job, commits before control returns and rolls back on any error.
 """
 
+from sessionwise.commit_hooks import after_commit
 from sessionwise.config import DatabaseConfig, DatabaseSettings
 from sessionwise.database import Database
 from sessionwise.errors import Failure, classify
@@ -43,5 +44,6 @@ __all__ = [
     "SessionwiseError",
     "WriteQueueTimeoutError",
     "__version__",
+    "after_commit",
     "classify",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from sessionwise.exceptions import ConfigurationError
 
@@ -80,11 +82,21 @@ class DatabaseConfig(BaseModel):
         pgbouncer: Set when connecting through PgBouncer in transaction mode: disables both
             prepared-statement caches (asyncpg's and SQLAlchemy's) and gives statements
             unique names.
+        replica_urls: Streaming replicas of the primary (PostgreSQL), as URLs of the same
+            driver; from the environment a JSON list
+            (``SESSIONWISE_REPLICA_URLS='["postgresql+asyncpg://u@replica1/db"]'``).
+            `Database.read_session` runs on one of them when it is healthy and fresh enough,
+            else on the primary; `Database.session` never does (`sessionwise.replicas`).
+        replica_max_lag: Seconds a replica may be behind the primary, measured by WAL
+            position, and still serve reads.
+        replica_check_interval: Seconds between two checks of every replica's lag and health
+            (one statement on each server and on the primary per check).
         sqlite_busy_timeout: Seconds SQLite waits for a lock before "database is locked".
         echo: Log every statement.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # URLs carry passwords: a validation error must not print the value it refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: str | None = None
     pool_size: int = Field(default=15, ge=1)
@@ -101,9 +113,42 @@ class DatabaseConfig(BaseModel):
     read_pool_size: int | None = Field(default=None, ge=1)
     application_name: str = "sessionwise"
     pgbouncer: bool = False
+    replica_urls: tuple[str, ...] = ()
+    replica_max_lag: float = Field(default=10.0, gt=0)
+    replica_check_interval: float = Field(default=0.5, gt=0)
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     echo: bool = False
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _replicas_are_postgres(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            try:
+                backend = make_url(url).get_backend_name()
+            except ArgumentError:
+                raise ValueError("a replica URL is not a SQLAlchemy URL") from None
+            if backend != "postgresql":
+                raise ValueError(
+                    f"replicas are PostgreSQL streaming replicas; {_shown(url)} is {backend}"
+                )
+        if len(set(urls)) != len(urls):
+            raise ValueError("a replica URL is listed twice")
+        return urls
+
+    @model_validator(mode="after")
+    def _replicas_of_postgres(self) -> Self:
+        if self.replica_urls and self.url is not None:
+            backend = make_url(self.url).get_backend_name()
+            if backend != "postgresql":
+                raise ValueError(f"replica_urls need a PostgreSQL primary, not {backend}")
+            if self.url in self.replica_urls:
+                raise ValueError("the primary's URL is listed among replica_urls")
+        return self
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class DatabaseSettings(BaseSettings, DatabaseConfig):
@@ -118,7 +163,9 @@ class DatabaseSettings(BaseSettings, DatabaseConfig):
             gives a URL.
     """
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix="SESSIONWISE_")
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="SESSIONWISE_", hide_input_in_errors=True
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the typed __init__ pydantic-settings makes
 

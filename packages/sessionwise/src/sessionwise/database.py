@@ -25,13 +25,16 @@ from typing_extensions import TypeVar
 
 from sessionwise.app_hooks import run_app_hooks
 from sessionwise.app_state import published
+from sessionwise.commit_hooks import run_after_commit
 from sessionwise.config import DatabaseConfig
 from sessionwise.errors import cause, is_retryable
 from sessionwise.exceptions import ConfigurationError, DatabaseStateError
+from sessionwise.failover import discard_connections_to_standbys
 from sessionwise.guards import (
     CALL_GATE_KEY,
     POOL_TURN_KEY,
     READ_ONLY_KEY,
+    ROUTE_KEY,
     WRITE_TURN_KEY,
     CallGate,
     guarded_session_class,
@@ -47,6 +50,10 @@ from sessionwise.postgres import (
     postgres_engine_options,
     read_engine_options,
 )
+from sessionwise.replicas.monitor import ReplicaStatus
+from sessionwise.replicas.positions import WalPosition
+from sessionwise.replicas.replica_set import ReplicaSet
+from sessionwise.replicas.routing import ReadRoute
 from sessionwise.session_class import Session
 from sessionwise.sqlite import (
     READ_ONLY_OPTION,
@@ -160,6 +167,10 @@ class Database(Generic[SessionT]):
         self._writer_queue: WriterQueue | None = None
         # id() of each engine the session factories bind to -> the turns of its pool.
         self._pool_turns: dict[int, PoolTurns] = {}
+        # With replica_urls: their pools and lag monitor (sessionwise.replicas); else None,
+        # and read sessions take exactly the path they take without the feature.
+        self._replicas: ReplicaSet | None = None
+        self._routable_reads: async_sessionmaker[SessionT] | None = None
 
     def __repr__(self) -> str:
         url = make_url(self._url).render_as_string(hide_password=True)
@@ -193,10 +204,10 @@ class Database(Generic[SessionT]):
                 # and goes (SQLAlchemy docs, "Using a Memory Database with Multiple Coroutines").
                 self._memory_keeper = sqlite3.connect(url.database or "", uri=True)
         elif url.get_backend_name() == "postgresql":
-            options.update(postgres_engine_options(self.config))
+            options.update(postgres_engine_options(self.config, primary=True))
             if autocommit_reads(self.config):
                 self._read_pool_engine = create_async_engine(
-                    url, echo=self.config.echo, **read_engine_options(self.config)
+                    url, echo=self.config.echo, **read_engine_options(self.config, primary=True)
                 )
                 install_postgres_profile(self._read_pool_engine, self.config)
         else:
@@ -206,6 +217,7 @@ class Database(Generic[SessionT]):
             install_sqlite_profile(engine, self.config)
         elif url.get_backend_name() == "postgresql":
             install_postgres_profile(engine, self.config)
+            discard_connections_to_standbys(engine)
         read_options: dict[str, Any] = {READ_ONLY_OPTION: True}
         if url.get_backend_name() == "postgresql":
             read_options["postgresql_readonly"] = True
@@ -226,6 +238,10 @@ class Database(Generic[SessionT]):
                 )
         self._sessions = self._sessionmaker(engine)
         self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
+        self._routable_reads = self._read_sessions
+        if self.config.replica_urls:
+            self._replicas = ReplicaSet(self.config, self._url)
+            self._pool_turns.update(self._replicas.start(self._read_engine))
         self._state = _State.STARTED
         logger.debug("started %r", self)
 
@@ -239,6 +255,9 @@ class Database(Generic[SessionT]):
         await self._engine.dispose()
         if self._read_pool_engine is not None:
             await self._read_pool_engine.dispose()
+        if self._replicas is not None:
+            await self._replicas.close()
+            self._replicas = None
         if self._memory_keeper is not None:
             self._memory_keeper.close()
             self._memory_keeper = None
@@ -326,31 +345,84 @@ class Database(Generic[SessionT]):
         """
         return self._unit_of_work(self.session_factory, commit=True)
 
-    def read_session(self) -> AbstractAsyncContextManager[SessionT]:
+    def read_session(
+        self, fresh_as: WalPosition | None = None, *, on_primary: bool = False
+    ) -> AbstractAsyncContextManager[SessionT]:
         """A session for reads only: never commits, refuses to flush changes.
 
         On PostgreSQL the transaction is ``READ ONLY`` (or, with
         ``read_sessions="autocommit"``, there is none: each statement runs on its own on a
         read-only connection); on SQLite it begins DEFERRED, so readers never wait for the
         write lock.
+
+        With ``replica_urls``, the whole session runs on one server, chosen at its first
+        statement: a healthy replica at most ``replica_max_lag`` behind that has replayed
+        *fresh_as* (if given), else the primary (`sessionwise.replicas`).
+
+        Args:
+            fresh_as: A position after the writes this session must see: from
+                `primary_position` after they committed, or stored with
+                `sessionwise.replicas.CURRENT_WRITE_POSITION`. `read_at_least` raises it
+                later, before the first statement.
+            on_primary: Run on the primary, e.g. for checks that must not lag (a revoked
+                credential). Without replicas every read session does.
         """
-        return self._unit_of_work(self.read_session_factory, commit=False)
+        factory = self.read_session_factory
+        if self._replicas is None or on_primary or factory is not self._routable_reads:
+            return self._unit_of_work(factory, commit=False)
+        return self._unit_of_work(factory, commit=False, route=self._replicas.route(fresh_as))
+
+    async def primary_position(self) -> WalPosition:
+        """The primary's WAL position now: at or past every commit that returned before.
+
+        Pass it to `read_session` as ``fresh_as`` to read those writes back from any server
+        (GitLab's load balancer keeps it per user for the same purpose). PostgreSQL only.
+        """
+        self._require_started("primary_position")
+        if self._replicas is None:
+            raise ConfigurationError(
+                "primary_position() needs replica_urls: without replicas every read runs "
+                "on the primary and sees every committed write"
+            )
+        assert self._probe_engine is not None
+        return await self._replicas.primary_position(self._probe_engine)
+
+    @property
+    def replicated(self) -> bool:
+        """Whether read sessions may run on replicas (``replica_urls`` set, started)."""
+        return self._replicas is not None
+
+    def replica_status(self) -> list[ReplicaStatus]:
+        """Health, lag and replayed position of each replica, as the monitor last saw them."""
+        return [] if self._replicas is None else self._replicas.status()
 
     @asynccontextmanager
     async def _unit_of_work(
-        self, factory: async_sessionmaker[SessionT], *, commit: bool
+        self,
+        factory: async_sessionmaker[SessionT],
+        *,
+        commit: bool,
+        route: ReadRoute | None = None,
     ) -> AsyncIterator[SessionT]:
         # A write session inside another of the same task is refused (sessionwise.nesting).
         one_connection = self._memory_keeper is not None
         with self._open_sessions.opening(write=commit, one_connection=one_connection):
-            async with self._session_in(factory, commit=commit) as session:
+            async with self._session_in(factory, commit=commit, route=route) as session:
                 yield session
+        if commit:  # reached only when the commit succeeded
+            await run_after_commit(session)
 
     @asynccontextmanager
     async def _session_in(
-        self, factory: async_sessionmaker[SessionT], *, commit: bool
+        self,
+        factory: async_sessionmaker[SessionT],
+        *,
+        commit: bool,
+        route: ReadRoute | None = None,
     ) -> AsyncIterator[SessionT]:
         session = factory()
+        if route is not None:
+            session.info[ROUTE_KEY] = route
         turns: list[WriteTurn | PoolTurn] = []
         bind = factory.kw.get("bind")
         if commit and self._writer_queue is not None and bind is self._engine:
@@ -383,6 +455,10 @@ class Database(Generic[SessionT]):
                 finally:
                     for turn in turns:
                         turn.give_back()
+                    # A routed read that went to a replica holds that pool's turn instead.
+                    routed = session.info.get(POOL_TURN_KEY) if route is not None else None
+                    if routed is not None:
+                        routed.give_back()
 
     async def run_transaction(
         self,

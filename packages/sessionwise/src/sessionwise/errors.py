@@ -38,6 +38,10 @@ SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
 QUERY_CANCELED = "57014"  # statement_timeout, or a cancel request
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout, or FOR UPDATE NOWAIT
+# A write on a read-only server or in a READ ONLY transaction. Not classified by itself: on a
+# write session it means the server is a standby (sessionwise.failover marks the connection
+# invalidated, so it is unavailable); in a read-only session it is a bug (OTHER).
+READ_ONLY_SQL_TRANSACTION = "25006"
 # A client-side SQLSTATE: sessionwise.postgres reports an asyncpg connect that failed at the
 # socket (refused, reset, timed out) as an OperationalError with this code.
 UNABLE_TO_CONNECT = "08001"

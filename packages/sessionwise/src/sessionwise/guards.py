@@ -49,6 +49,7 @@ __all__ = [
     "CALL_GATE_KEY",
     "POOL_TURN_KEY",
     "READ_ONLY_KEY",
+    "ROUTE_KEY",
     "TURN_KEYS",
     "WRITE_TURN_KEY",
     "CallGate",
@@ -63,6 +64,9 @@ WRITE_TURN_KEY = "sessionwise.write_turn"
 POOL_TURN_KEY = "sessionwise.pool_turn"
 TURN_KEYS = (POOL_TURN_KEY, WRITE_TURN_KEY)
 CALL_GATE_KEY = "sessionwise.call_gate"
+# A read session that a replica may serve: its server is chosen at the first IO call
+# (sessionwise.replicas.routing.ReadRoute).
+ROUTE_KEY = "sessionwise.read_route"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -148,8 +152,12 @@ def _guard(
         setattr(self, _OWNER, task)
         setattr(self, _IDLE, idle := asyncio.Event())
         try:
-            # Before the first statement: a turn for a pooled connection (PostgreSQL), and
-            # SQLite write sessions queue for the writer.
+            # Before the first statement: the server of a routed read (it takes its own
+            # turn), a turn for a pooled connection (PostgreSQL), and SQLite write sessions
+            # queue for the writer.
+            route = self.info.get(ROUTE_KEY)
+            if route is not None and not route.settled:
+                await route.settle(self)
             for key in TURN_KEYS:
                 turn = self.info.get(key)
                 if turn is not None and not turn.held:

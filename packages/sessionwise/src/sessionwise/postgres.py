@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sessionwise.config import DatabaseConfig
@@ -44,19 +45,21 @@ def _timeout_settings(config: DatabaseConfig) -> dict[str, str]:
 
 
 class ConnectFailedError(AsyncAdapt_asyncpg_dbapi.OperationalError):
-    """asyncpg could not reach the server: the socket was refused, reset or timed out.
+    """asyncpg found no server to use: refused, reset or timed out, or none a primary.
 
-    asyncpg raises these as plain ``OSError`` / ``TimeoutError``, and SQLAlchemy's adapter
-    translates only asyncpg's own exceptions (``_handle_exception_no_connection`` in
+    asyncpg raises these as plain ``OSError`` / ``TimeoutError`` (or, when every host of a
+    multi-host URL answered but none matched ``target_session_attrs``, as its own
+    ``TargetServerAttributeNotMatched``, which carries no SQLSTATE), and SQLAlchemy's
+    adapter translates only asyncpg's server errors (``_handle_exception_no_connection`` in
     ``sqlalchemy.dialects.postgresql.asyncpg``), so they would reach the application
-    unwrapped, indistinguishable from its own. Raised as a DBAPI error instead, SQLAlchemy
-    wraps it in ``sqlalchemy.exc.OperationalError``, with SQLSTATE 08001
+    unwrapped or unclassified. Raised as a DBAPI error instead, SQLAlchemy wraps it in
+    ``sqlalchemy.exc.OperationalError``, with SQLSTATE 08001
     (sqlclient_unable_to_establish_sqlconnection): `sessionwise.errors` calls it unavailable.
     """
 
-    def __init__(self, error: BaseException) -> None:
+    def __init__(self, error: BaseException, reason: str | None = None) -> None:
         # The driver's text stays on the chained exception, out of the message.
-        message = f"could not connect to the server ({type(error).__name__})"
+        message = f"could not connect to the server ({reason or type(error).__name__})"
         super().__init__(message, error)  # type: ignore[no-untyped-call]  # SQLAlchemy's
         self.pgcode = self.sqlstate = UNABLE_TO_CONNECT
 
@@ -67,18 +70,79 @@ async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
 
     try:
         return await asyncpg.connect(*args, **kwargs)
-    except (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError) as error:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.TargetServerAttributeNotMatched,
+    ) as error:
         # ConnectionDoesNotExistError: the server closed the socket mid-handshake (shutting
         # down); it carries no SQLSTATE and SQLAlchemy sees no closed connection to flag.
-        raise ConnectFailedError(error) from error
+        # TargetServerAttributeNotMatched: every host answered, none is (yet) a primary, as
+        # during a failover's promotion.
+        no_primary = isinstance(error, asyncpg.TargetServerAttributeNotMatched)
+        reason = "no host matches target_session_attrs" if no_primary else None
+        raise ConnectFailedError(error, reason) from error
+
+
+def _creator(*, read_only: bool) -> Any:
+    """The ``async_creator_fn`` of one pool: what a new connection must be before use."""
+    if not read_only:
+        return _connect_asyncpg
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        connection = await _connect_asyncpg(*args, **kwargs)
+        try:
+            # Read-only by SET after connecting, not by a startup parameter: asyncpg checks
+            # target_session_attrs (read-write, primary) right after startup and rejects a
+            # session whose default_transaction_read_only is on, on every host ("None of the
+            # hosts match the target attribute requirement"). Set afterwards, the read pool
+            # lands on the same primary as the writes (so reads see them) and the server
+            # still refuses writes in every implicit transaction.
+            await connection.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    return connect
+
+
+def _primary_only(config: DatabaseConfig) -> dict[str, str]:
+    """``target_session_attrs=primary`` for the primary's pools, unless chosen already.
+
+    A URL that does not say (one host name that a VIP, DNS or a proxy moves; several hosts
+    listed for failover) can lead to a demoted primary that came back as a standby, whose
+    connections pass every ping and refuse every write with 25006 (gpustack#6105). asyncpg
+    then skips a standby, from the ``in_hot_standby`` it reports at startup (PostgreSQL 14+;
+    older servers are asked), and tries the next host; with none left the connect fails as
+    unavailable. Not behind PgBouncer: what it reports is its copy from its first server
+    connection, which can be stale after a failover (pgbouncer#859).
+    """
+    if config.pgbouncer or config.url is None or os.environ.get("PGTARGETSESSIONATTRS"):
+        return {}
+    if "target_session_attrs" in make_url(config.url).query:
+        return {}
+    return {"target_session_attrs": "primary"}
 
 
 def _unique_statement_name() -> str:
     return f"__sessionwise_{uuid.uuid4().hex}__"
 
 
-def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
-    """`create_async_engine` keyword arguments for asyncpg."""
+def postgres_engine_options(
+    config: DatabaseConfig, *, primary: bool = False, read_only: bool = False
+) -> dict[str, Any]:
+    """`create_async_engine` keyword arguments for asyncpg.
+
+    Args:
+        config: The pool, timeout and PgBouncer options.
+        primary: The pool is the primary's (`Database` sets it for its own pools): it
+            connects only to a server that is not a standby (see `_primary_only`). Off for
+            pools that may use any server, such as replicas'.
+        read_only: Every session of the pool is read-only (``default_transaction_read_only``
+            set right after connecting).
+    """
     server_settings = {"application_name": config.application_name}
     if not config.pgbouncer:
         # PgBouncer refuses unknown startup parameters, so there the timeouts are set per
@@ -86,7 +150,8 @@ def postgres_engine_options(config: DatabaseConfig) -> dict[str, Any]:
         server_settings.update(_timeout_settings(config))
     connect_args: dict[str, Any] = {
         "server_settings": server_settings,
-        "async_creator_fn": _connect_asyncpg,
+        "async_creator_fn": _creator(read_only=read_only),
+        **(_primary_only(config) if primary else {}),
     }
     if config.pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
@@ -115,15 +180,14 @@ def autocommit_reads(config: DatabaseConfig) -> bool:
     return config.read_sessions == "autocommit" and not config.pgbouncer
 
 
-def read_engine_options(config: DatabaseConfig) -> dict[str, Any]:
+def read_engine_options(config: DatabaseConfig, *, primary: bool = False) -> dict[str, Any]:
     """`create_async_engine` keyword arguments for the pool of autocommit read sessions.
 
     Autocommit for the engine's whole life (set once per connection, not per checkout), and
     ``default_transaction_read_only`` at connect, so that the server still refuses writes in
     the implicit transaction of every statement.
     """
-    options = postgres_engine_options(config)
-    options["connect_args"]["server_settings"]["default_transaction_read_only"] = "on"
+    options = postgres_engine_options(config, primary=primary, read_only=True)
     options["pool_size"] = config.read_pool_size or config.pool_size
     options["isolation_level"] = "AUTOCOMMIT"
     return options

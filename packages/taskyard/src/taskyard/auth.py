@@ -4,8 +4,13 @@ The key is looked up in the request's own session, so authentication costs one s
 and no second connection. Two aliases, one per kind of session the endpoint uses; FastAPI
 caches a dependency per request, so the endpoint and the lookup share that session. A route
 that must not hold a session for its whole life (a claim that waits) takes
-`CallerWithoutSession`: the key is looked up in a short read session that ends before the
-endpoint runs.
+`CallerWithoutSession`: the key is looked up in a short read session on the primary that
+ends before the endpoint runs.
+
+With read replicas the reader's lookup runs on the primary instead (a short session of its
+own, closed before the read starts): a replica that has not replayed a revocation would still
+accept the key. The same statement reads the key's read-your-writes position, and the
+request's read session is sent where that position is replayed (`taskyard.read_your_writes`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sessionwise import Session
 from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
+from sessionwise.replicas import WalPosition, is_routed, read_at_least
 from taskyard.errors import ProblemError, ProblemKind
+from taskyard.read_your_writes import remember_write
 from taskyard.users.service import Caller, UserService
 
 __all__ = ["CallerWithoutSession", "CurrentReader", "CurrentUser"]
@@ -29,11 +36,15 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def _authenticate(
-    session: Session, credentials: HTTPAuthorizationCredentials | None
+    session: Session,
+    credentials: HTTPAuthorizationCredentials | None,
+    *,
+    with_position: bool = False,
 ) -> Caller:
     if credentials is None:
         raise _unauthorized("missing `Authorization: Bearer <api key>` header", None)
-    caller = await UserService(session).authenticate(credentials.credentials)
+    service = UserService(session)
+    caller = await service.authenticate(credentials.credentials, with_position=with_position)
     if caller is None:
         raise _unauthorized(
             "the API key is not valid (unknown, malformed or revoked)", "invalid_token"
@@ -46,12 +57,23 @@ def _unauthorized(detail: str, error: str | None) -> ProblemError:
     return ProblemError(ProblemKind.UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge})
 
 
-async def _writing_caller(session: SessionDep, credentials: Credentials) -> Caller:
-    return await _authenticate(session, credentials)
+async def _writing_caller(db: DatabaseDep, session: SessionDep, credentials: Credentials) -> Caller:
+    caller = await _authenticate(session, credentials)
+    if db.replicated:
+        remember_write(db, session, caller.key_id)
+    return caller
 
 
-async def _reading_caller(session: ReadSessionDep, credentials: Credentials) -> Caller:
-    return await _authenticate(session, credentials)
+async def _reading_caller(
+    db: DatabaseDep, session: ReadSessionDep, credentials: Credentials
+) -> Caller:
+    if not is_routed(session):  # no replicas (or the route's write session): one session
+        return await _authenticate(session, credentials)
+    async with db.read_session(on_primary=True) as primary:
+        caller = await _authenticate(primary, credentials, with_position=True)
+    if caller.read_after_lsn is not None:
+        read_at_least(session, WalPosition(caller.read_after_lsn))
+    return caller
 
 
 CurrentUser = Annotated[Caller, Depends(_writing_caller)]
@@ -65,7 +87,8 @@ async def _caller_without_session(db: DatabaseDep, credentials: Credentials) -> 
     # A plain dependency, not a yield one: the session is closed (its connection back in the
     # pool) before the endpoint starts. Resolved before the endpoint's other dependencies,
     # like CurrentUser, so that a request without a valid key is a 401 before anything else.
-    async with db.read_session() as session:
+    # On the primary: a replica that has not replayed a revocation would accept the key.
+    async with db.read_session(on_primary=True) as session:
         return await _authenticate(session, credentials)
 
 

@@ -44,6 +44,7 @@ app.add_typer(keys_app, name="keys")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _T = TypeVar("_T")
+WORKER_HEALTHCHECK_TIMEOUT = 60  # seconds; see `serve`
 
 DatabaseUrl = Annotated[
     str,
@@ -123,6 +124,11 @@ def serve(
         access_log=access_log,
         log_level=log_level,
         timeout_graceful_shutdown=graceful_timeout,
+        # uvicorn's supervisor kills a worker that does not answer its health ping within
+        # this many seconds (5 by default) and starts another: on a busy host a new worker
+        # can take longer than 5 s to start Python and import the app, and every replacement
+        # is killed in turn, so `--workers N` never serves (seen on a loaded 2-core machine).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
 
 

@@ -30,7 +30,15 @@ SESSION_LIFETIME = timedelta(hours=12)
 _sessions, _keys, _users = table_of(BoardSession), table_of(ApiKey), table_of(User)
 
 _LIVE_SESSION = (
-    select(_sessions.c.id, _users.c.id.label("user_id"), _users.c.email, _users.c.name)
+    select(
+        _sessions.c.id,
+        _users.c.id.label("user_id"),
+        _users.c.email,
+        _users.c.name,
+        # With read replicas: the key's read-your-writes position (taskyard.read_your_writes).
+        _keys.c.key_id,
+        _keys.c.read_after_lsn,
+    )
     .select_from(
         _sessions.join(_keys, _keys.c.id == _sessions.c.api_key_id).join(
             _users, _users.c.id == _sessions.c.user_id
@@ -107,9 +115,14 @@ class BoardSessionService:
         row = (await connection.execute(_LIVE_SESSION, params)).first()
         if row is None:
             return None
-        return SignedIn(
-            session_id=row.id, caller=Caller(id=row.user_id, email=row.email, name=row.name)
+        caller = Caller(
+            id=row.user_id,
+            email=row.email,
+            name=row.name,
+            key_id=row.key_id,
+            read_after_lsn=row.read_after_lsn,
         )
+        return SignedIn(session_id=row.id, caller=caller)
 
     async def sign_out(self, token: str) -> None:
         connection = await self.session.connection()

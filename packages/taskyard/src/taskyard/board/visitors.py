@@ -4,6 +4,9 @@ Two aliases, as in `taskyard.auth`: `BoardReader` finds the session in the reque
 session (pages), `BoardWriter` in its write session and also checks the form's CSRF token
 (every request that changes something). A request without a live session raises
 `NotSignedIn`, answered with a redirect to the sign-in page.
+
+With read replicas the reader's session is found on the primary, and the page is read where
+the key's own writes are replayed, as for the API (`taskyard.auth`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from sessionwise import Session
-from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
+from sessionwise.replicas import WalPosition, is_routed, read_at_least
 from taskyard.board.sessions import BoardSessionService
 from taskyard.board.tokens import BoardTokens
+from taskyard.read_your_writes import remember_write
 from taskyard.users.service import Caller
 
 __all__ = [
@@ -71,14 +76,24 @@ async def _visitor(request: Request, session: Session) -> Visitor:
     return Visitor(caller=signed_in.caller, token=token, csrf_token=tokens.csrf_token(token))
 
 
-async def _reader(request: Request, session: ReadSessionDep) -> Visitor:
-    return await _visitor(request, session)
+async def _reader(request: Request, db: DatabaseDep, session: ReadSessionDep) -> Visitor:
+    if not is_routed(session):  # no replicas: the page's one read session
+        return await _visitor(request, session)
+    async with db.read_session(on_primary=True) as primary:
+        visitor = await _visitor(request, primary)
+    if visitor.caller.read_after_lsn is not None:
+        read_at_least(session, WalPosition(visitor.caller.read_after_lsn))
+    return visitor
 
 
-async def _writer(request: Request, session: SessionDep, csrf_token: CsrfField = None) -> Visitor:
+async def _writer(
+    request: Request, db: DatabaseDep, session: SessionDep, csrf_token: CsrfField = None
+) -> Visitor:
     visitor = await _visitor(request, session)
     if not board_tokens(request).csrf_matches(visitor.token, csrf_token):
         raise CsrfRefused
+    if db.replicated:
+        remember_write(db, session, visitor.caller.key_id)
     return visitor
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Response, status
 
-from sessionwise.fastapi import ReadSessionDep, SessionDep
+from sessionwise.fastapi import DatabaseDep, ReadSessionDep, SessionDep
 from sessionwise.fastapi.idempotency import IdempotencyDep
 from taskyard.api_types import Page, ResourceId
 from taskyard.auth import CurrentReader, CurrentUser
@@ -21,6 +21,7 @@ from taskyard.projects.schemas import (
     ProjectUpdate,
 )
 from taskyard.projects.service import ProjectService, project_read
+from taskyard.read_your_writes import remember_lost_access
 
 __all__ = ["router"]
 
@@ -108,7 +109,13 @@ async def add_member(
     responses=problem_responses(403, 409),
 )
 async def remove_member(
-    project_id: ResourceId, member: MemberBody, caller: CurrentUser, session: SessionDep
+    project_id: ResourceId,
+    member: MemberBody,
+    caller: CurrentUser,
+    session: SessionDep,
+    db: DatabaseDep,
 ) -> Response:
-    await ProjectService(session).remove_member(project_id, member, caller.id)
+    removed = await ProjectService(session).remove_member(project_id, member, caller.id)
+    if db.replicated:  # the removed user's reads must not see the membership on a replica
+        remember_lost_access(db, session, removed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

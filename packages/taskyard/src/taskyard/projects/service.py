@@ -119,8 +119,11 @@ class ProjectService:
         )
         return member_read(member, user)
 
-    async def remove_member(self, project_id: int, ref: MemberRef, user_id: int) -> None:
-        """The owner removes anyone but themselves; a member may remove (only) themselves."""
+    async def remove_member(self, project_id: int, ref: MemberRef, user_id: int) -> int:
+        """The owner removes anyone but themselves; a member may remove (only) themselves.
+
+        Returns the id of the user removed.
+        """
         found = await self.projects.visible(project_id, user_id)
         if found is None:
             raise project_not_found(project_id)
@@ -133,6 +136,7 @@ class ProjectService:
         if member.role == Role.OWNER:
             raise ProblemError(ProblemKind.CONFLICT, "the owner cannot be removed")
         await self.projects.remove_member(member)
+        return _id(user)
 
 
 def _id(row: Project | User) -> int:

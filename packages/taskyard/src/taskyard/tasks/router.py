@@ -15,6 +15,7 @@ from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
+from taskyard.read_your_writes import remember_write
 from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
@@ -131,6 +132,8 @@ async def claim_task(
     # the answer, as SessionDep would.
     async def attempt(final: bool) -> Answered[TaskRead | ClaimedTasks | Response] | ClaimMiss:
         async with db.session() as session:
+            if db.replicated:  # the caller's next reads see this claim (as CurrentUser does)
+                remember_write(db, session, caller.key_id)
             # With a key, a retried claim gets the tasks its first attempt took, never others;
             # each attempt looks again (a first request with the key may have answered).
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:

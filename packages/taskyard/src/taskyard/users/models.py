@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlmodel import Column, Field, String
+from sqlmodel import BigInteger, Column, Field, String
 
 from taskyard.tables import TableModel
 from taskyard.timestamps import UTCDateTime, utc_now
@@ -39,3 +39,7 @@ class ApiKey(TableModel, table=True):
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    # With read replicas: the primary's WAL position after this key's last write (or after a
+    # change that took access away from its user). Its reads go to a replica that has
+    # replayed that far, else to the primary (taskyard.read_your_writes).
+    read_after_lsn: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))

@@ -23,6 +23,7 @@ class KeyOwner:
     user_id: int
     email: str
     name: str
+    read_after_lsn: int | None = None
 
 
 _keys, _users = table_of(ApiKey), table_of(User)
@@ -32,6 +33,9 @@ _LIVE_KEY_OWNER = (
     .join_from(_keys, _users, _users.c.id == _keys.c.user_id)
     .where(_keys.c.key_id == bindparam("key_id"), _keys.c.revoked_at.is_(None))
 )
+# The same lookup with the key's read-your-writes position, for a Database with replicas
+# (the one above stays the statement of the path without them).
+_LIVE_KEY_OWNER_WITH_POSITION = _LIVE_KEY_OWNER.add_columns(_keys.c.read_after_lsn)
 
 
 class UserRepository:
@@ -54,15 +58,25 @@ class UserRepository:
         await self.session.flush()
         return key
 
-    async def live_key_owner(self, key_id: str) -> KeyOwner | None:
-        """One statement per authenticated request: the key's hash and its user, unless revoked."""
+    async def live_key_owner(self, key_id: str, *, with_position: bool = False) -> KeyOwner | None:
+        """One statement per authenticated request: the key's hash and its user, unless revoked.
+
+        *with_position* also reads the key's ``read_after_lsn``.
+        """
         connection = await self.session.connection()  # Core rows: no ORM layer to go through
-        row = (await connection.execute(_LIVE_KEY_OWNER, {"key_id": key_id})).first()
+        statement = _LIVE_KEY_OWNER_WITH_POSITION if with_position else _LIVE_KEY_OWNER
+        row = (await connection.execute(statement, {"key_id": key_id})).first()
         if row is None:
             return None
-        key_hash, user_id, email, name = row
+        key_hash, user_id, email, name, *position = row
         assert user_id is not None
-        return KeyOwner(key_hash=key_hash, user_id=user_id, email=email, name=name)
+        return KeyOwner(
+            key_hash=key_hash,
+            user_id=user_id,
+            email=email,
+            name=name,
+            read_after_lsn=position[0] if position else None,
+        )
 
     async def key_by_key_id(self, key_id: str) -> ApiKey | None:
         return (await self.session.exec(select(ApiKey).where(ApiKey.key_id == key_id))).first()

@@ -33,6 +33,9 @@ class Caller:
     id: int
     email: str
     name: str
+    key_id: str = ""
+    # With read replicas: where this key's reads must have been replayed to (a WAL LSN).
+    read_after_lsn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +116,21 @@ class UserService:
         assert user.id is not None
         return await self.users.keys_of(user.id)
 
-    async def authenticate(self, api_key: str) -> Caller | None:
-        """The key's user, or None for a malformed, unknown or revoked key."""
+    async def authenticate(self, api_key: str, *, with_position: bool = False) -> Caller | None:
+        """The key's user, or None for a malformed, unknown or revoked key.
+
+        *with_position* also reads the key's read-your-writes position (with replicas).
+        """
         key_id = parse_api_key(api_key)
         if key_id is None:
             return None
-        owner = await self.users.live_key_owner(key_id)
+        owner = await self.users.live_key_owner(key_id, with_position=with_position)
         if owner is None or not hmac.compare_digest(owner.key_hash, _hash(api_key)):
             return None
-        return Caller(id=owner.user_id, email=owner.email, name=owner.name)
+        return Caller(
+            id=owner.user_id,
+            email=owner.email,
+            name=owner.name,
+            key_id=key_id,
+            read_after_lsn=owner.read_after_lsn,
+        )
