@@ -80,6 +80,10 @@ class DatabaseConfig(BaseModel):
         pgbouncer: Set when connecting through PgBouncer in transaction mode: disables both
             prepared-statement caches (asyncpg's and SQLAlchemy's) and gives statements
             unique names.
+        slow_session_warning: Seconds a session may last (from its creation until its
+            connection is back in the pool) before sessionwise logs a WARNING on logger
+            ``sessionwise`` naming what held it (the route, in FastAPI), the hold time and
+            its statement count (`sessionwise.metrics.sessions`). None: no warning.
         sqlite_busy_timeout: Seconds SQLite waits for a lock before "database is locked".
         echo: Log every statement.
     """
@@ -101,6 +105,7 @@ class DatabaseConfig(BaseModel):
     read_pool_size: int | None = Field(default=None, ge=1)
     application_name: str = "sessionwise"
     pgbouncer: bool = False
+    slow_session_warning: float | None = Field(default=None, gt=0)
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     echo: bool = False

@@ -6,7 +6,7 @@ import enum
 import logging
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, Generic, Self, cast, overload
@@ -38,6 +38,9 @@ from sessionwise.guards import (
     shut_out_other_tasks,
 )
 from sessionwise.lost_work import PendingChanges, log_given_up
+from sessionwise.metrics.pools import instrument_pool
+from sessionwise.metrics.recorder import MetricsRecorder
+from sessionwise.metrics.sessions import SessionMeter, watch_session_class
 from sessionwise.nesting import OpenSessions
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.pool_turns import PoolTurn, PoolTurns
@@ -92,6 +95,9 @@ class Database(Generic[SessionT]):
         name: For an app with several databases: the lifespan publishes a named Database as
             ``app.state.sessionwise_databases[name]`` instead of
             ``app.state.sessionwise_database`` (which one app can have only one of).
+        metrics: Where to report pool and session metrics (`sessionwise.metrics`), e.g.
+            ``PrometheusMetrics()``; None measures nothing (but for
+            ``slow_session_warning``, which needs no recorder).
         **options: Any `DatabaseConfig` field, e.g. ``pool_timeout=2.0``.
 
     Raises:
@@ -110,6 +116,7 @@ class Database(Generic[SessionT]):
         settings: DatabaseConfig | None = None,
         session_class: type[SessionT],
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -120,6 +127,7 @@ class Database(Generic[SessionT]):
         *,
         settings: DatabaseConfig | None = None,
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -130,6 +138,7 @@ class Database(Generic[SessionT]):
         settings: DatabaseConfig | None = None,
         session_class: type[AsyncSession] = Session,
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None:
         # Only what was set: which options were chosen matters (idle_in_transaction_timeout
@@ -160,6 +169,11 @@ class Database(Generic[SessionT]):
         self._writer_queue: WriterQueue | None = None
         # id() of each engine the session factories bind to -> the turns of its pool.
         self._pool_turns: dict[int, PoolTurns] = {}
+        self._metrics = metrics
+        # Pool name -> engine, of every pool this Database opened (primary, read).
+        self._engines: dict[str, AsyncEngine] = {}
+        # id() of each engine the session factories bind to -> the meter of its sessions.
+        self._session_meters: dict[int, SessionMeter] = {}
 
     def __repr__(self) -> str:
         url = make_url(self._url).render_as_string(hide_password=True)
@@ -226,6 +240,10 @@ class Database(Generic[SessionT]):
                 )
         self._sessions = self._sessionmaker(engine)
         self._read_sessions = self._sessionmaker(self._read_engine, info={READ_ONLY_KEY: True})
+        self._engines = {self.pool_name("primary"): engine}
+        if self._read_pool_engine is not None:
+            self._engines[self.pool_name("read")] = self._read_pool_engine
+        self._instrument()
         self._state = _State.STARTED
         logger.debug("started %r", self)
 
@@ -236,6 +254,10 @@ class Database(Generic[SessionT]):
             return
         self._state = _State.CLOSED
         assert self._engine is not None
+        if self._session_meters:
+            for pool_name in self._engines:
+                self._recorder.forget_pool(pool_name)
+            self._session_meters = {}
         await self._engine.dispose()
         if self._read_pool_engine is not None:
             await self._read_pool_engine.dispose()
@@ -287,6 +309,19 @@ class Database(Generic[SessionT]):
         self._require_started("engine")
         assert self._engine is not None
         return self._engine
+
+    @property
+    def engines(self) -> Mapping[str, AsyncEngine]:
+        """Every engine with a pool of its own, by pool name (``primary``, ``read``).
+
+        For instrumentation from outside, e.g. OpenTelemetry's SQLAlchemy statement spans.
+        """
+        self._require_started("engines")
+        return dict(self._engines)
+
+    def pool_name(self, role: str) -> str:
+        """The name metrics give this Database's pool *role*: ``primary``, ``app.primary``."""
+        return role if self.name is None else f"{self.name}.{role}"
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -363,10 +398,16 @@ class Database(Generic[SessionT]):
             # PostgreSQL: a place in line for a pooled connection (sessionwise.pool_turns).
             turns.append(pool_turns.turn())
             session.info[POOL_TURN_KEY] = turns[-1]
+        meter = self._session_meters.get(id(bind))  # sessionwise.metrics, if metered
+        record = meter.opened(session) if meter is not None else None
+        error: BaseException | None = None
         try:
             yield session
             if commit:
-                await session.commit()
+                await (session.commit() if meter is None else meter.commit(session))
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
             # Shielded: a cancelled request must still hand its connection back, or the pool
             # leaks it while the server keeps the transaction open (sqlalchemy#8145, #12077).
@@ -383,6 +424,9 @@ class Database(Generic[SessionT]):
                 finally:
                     for turn in turns:
                         turn.give_back()
+                    if record is not None:
+                        assert meter is not None
+                        meter.ended(session, record, error, write=commit)
 
     async def run_transaction(
         self,
@@ -469,6 +513,27 @@ class Database(Generic[SessionT]):
 
     # -- internals --------------------------------------------------------------------------
 
+    @property
+    def _recorder(self) -> MetricsRecorder:
+        return self._metrics if self._metrics is not None else _NO_RECORDER
+
+    def _instrument(self) -> None:
+        """Meter every pool and its sessions (sessionwise.metrics), when anything listens."""
+        self._session_meters = {}
+        if self._metrics is None and self.config.slow_session_warning is None:
+            return  # nothing installed: no listener, no cost
+        watch_session_class(self._session_class)
+        for pool_name, engine in self._engines.items():
+            instrument_pool(
+                engine, pool_name, self._recorder, turns=self._pool_turns.get(id(engine))
+            )
+            meter = SessionMeter(pool_name, self._recorder, self.config.slow_session_warning)
+            self._session_meters[id(engine)] = meter
+        # Read sessions of the main pool bind to its read-only view (the probe engine).
+        assert self._engine is not None
+        assert self._probe_engine is not None
+        self._session_meters[id(self._probe_engine)] = self._session_meters[id(self._engine)]
+
     def _sessionmaker(
         self,
         bind: AsyncEngine | AsyncConnection,
@@ -501,6 +566,9 @@ class Database(Generic[SessionT]):
                 "(`await db.start()`, `async with db:`) if that is intended; otherwise look for "
                 "work still running after shutdown"
             )
+
+
+_NO_RECORDER = MetricsRecorder()  # for slow_session_warning without metrics
 
 
 async def _begin_at(session: AsyncSession, isolation_level: str) -> None:

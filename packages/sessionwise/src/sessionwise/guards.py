@@ -29,6 +29,7 @@ import functools
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
+from time import perf_counter
 from types import FrameType
 from typing import Any, Protocol, TypeVar, cast
 
@@ -49,6 +50,7 @@ __all__ = [
     "CALL_GATE_KEY",
     "POOL_TURN_KEY",
     "READ_ONLY_KEY",
+    "SESSION_RECORD_KEY",
     "TURN_KEYS",
     "WRITE_TURN_KEY",
     "CallGate",
@@ -63,6 +65,8 @@ WRITE_TURN_KEY = "sessionwise.write_turn"
 POOL_TURN_KEY = "sessionwise.pool_turn"
 TURN_KEYS = (POOL_TURN_KEY, WRITE_TURN_KEY)
 CALL_GATE_KEY = "sessionwise.call_gate"
+# The session's measurements (sessionwise.metrics.sessions.SessionRecord), when metered.
+SESSION_RECORD_KEY = "sessionwise.metrics.record"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -148,6 +152,9 @@ def _guard(
         setattr(self, _OWNER, task)
         setattr(self, _IDLE, idle := asyncio.Event())
         try:
+            record = self.info.get(SESSION_RECORD_KEY)
+            if record is not None and record.asked_at is None:
+                record.asked_at = perf_counter()  # its wait for a connection starts here
             # Before the first statement: a turn for a pooled connection (PostgreSQL), and
             # SQLite write sessions queue for the writer.
             for key in TURN_KEYS:
