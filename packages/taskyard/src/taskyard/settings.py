@@ -34,6 +34,8 @@ _DATABASE_DEFAULTS: dict[str, Any] = {
     "read_pool_size": 10,
     "lock_timeout": 2.0,
     "statement_timeout": 4.0,
+    # A request's session held over a second is worth a WARNING naming the route (issue 13).
+    "slow_session_warning": 1.0,
 }
 
 
@@ -47,6 +49,12 @@ class Settings(BaseSettings):
     ``TASKYARD_IDEMPOTENCY_RETENTION_HOURS`` (at least 24) is how long idempotency keys are
     kept; the server purges expired ones every ``TASKYARD_IDEMPOTENCY_PURGE_INTERVAL``
     seconds.
+
+    Operations (issue 13, docs/operations.md): ``TASKYARD_METRICS=false`` turns the metrics
+    and ``/metrics`` off; ``TASKYARD_METRICS_TOKEN`` lets non-loopback clients scrape
+    ``/metrics`` with it as a bearer token; ``TASKYARD_OTLP_ENDPOINT`` (e.g.
+    ``http://collector:4318/v1/traces``) turns tracing on and exports the spans there by
+    OTLP over HTTP, as service ``TASKYARD_OTEL_SERVICE_NAME``.
     """
 
     model_config = SettingsConfigDict(
@@ -60,6 +68,10 @@ class Settings(BaseSettings):
     # Idempotency keys (taskyard.idempotency): kept at least a day, the common promise.
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
     idempotency_purge_interval: float = Field(default=300.0, gt=0)
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+    otlp_endpoint: str | None = None
+    otel_service_name: str = APPLICATION_NAME
 
     @field_validator("database", mode="before")
     @classmethod

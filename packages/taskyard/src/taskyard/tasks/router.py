@@ -14,6 +14,7 @@ from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
+from taskyard.tasks.events import QueueEvents
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
@@ -23,6 +24,15 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
+
+
+async def _queue_events(request: Request) -> QueueEvents | None:
+    # The app's queue metrics (taskyard.operations.metrics), when it has them.
+    events: QueueEvents | None = getattr(request.app.state, "queue_events", None)
+    return events
+
+
+Events = Annotated[QueueEvents | None, Depends(_queue_events)]
 _ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
 
 
@@ -39,10 +49,11 @@ async def create_task(
     session: SessionDep,
     request: Request,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).create(data, caller.id)
+    task = await TaskService(session, events).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -75,12 +86,16 @@ async def list_tasks(
     responses=idempotent(200, 204, s204="Nothing to claim"),
 )
 async def claim_task(
-    data: ClaimRequest, caller: CurrentUser, session: SessionDep, idempotency: IdempotencyDep
+    data: ClaimRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    events: Events,
 ) -> TaskRead | Response:
     # With a key, a retried claim gets the task its first attempt took, never a second one.
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).claim(data, caller.id)
+    task = await TaskService(session, events).claim(data, caller.id)
     if task is None:
         return await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
     headers = {"ETag": etag(task.version)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sessionwise import Session
@@ -11,6 +11,7 @@ from taskyard.errors import ProblemError, ProblemKind, unknown_reference
 from taskyard.etags import IfMatch
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
+from taskyard.tasks.events import QueueEvents, after_commit
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters, TaskRepository
 from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
@@ -41,7 +42,9 @@ def _writable(task: TaskRead) -> dict[str, Any]:
 
 
 class TaskService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: QueueEvents | None = None) -> None:
+        self.session = session
+        self.events = events  # told what happened, after the commit (taskyard.tasks.events)
         self.tasks = TaskRepository(session)
         self.projects = ProjectRepository(session)
         self.workers = WorkerRepository(session)
@@ -76,6 +79,8 @@ class TaskService:
             "lease_expires_at": None,
         }
         task_id = await self.tasks.insert(values)
+        if self.events is not None:
+            after_commit(self.session, self.events.task_created)
         return TaskRead(
             id=task_id,
             project_id=data.project_id,
@@ -171,7 +176,20 @@ class TaskService:
             "assignee_id": worker.id,
             "lease_expires_at": now + timedelta(seconds=data.lease_seconds),
         }
-        return await self._write(task, changes, Ref(id=worker.id, name=worker.name))
+        claimed = await self._write(task, changes, Ref(id=worker.id, name=worker.name))
+        if self.events is not None:
+            self._report_claim(task, now)
+        return claimed
+
+    def _report_claim(self, task: TaskRead, now: datetime) -> None:
+        # Claimable since its lease expired (its worker vanished), or since its last change
+        # (created, or set back to pending).
+        expired = task.status is TaskStatus.IN_PROGRESS and task.lease_expires_at is not None
+        since = task.lease_expires_at if expired and task.lease_expires_at else task.updated_at
+        waited = (now - since).total_seconds()
+        events = self.events
+        assert events is not None
+        after_commit(self.session, lambda: events.task_claimed(waited, lease_expired=expired))
 
     async def heartbeat(self, task_id: int, data: HeartbeatRequest, user_id: int) -> TaskRead:
         """Extend the lease of a task that *data.worker_id* holds; 409 if it does not."""

@@ -1,0 +1,50 @@
+"""What the queue reports (tasks created, claimed, completed, failed), once it is committed.
+
+The task service says what happened (`QueueEvents`); the report is held on the session and
+delivered after its transaction commits, so a claim that rolls back (a failed commit, an
+error later in the request) is never counted. An app without metrics passes no `QueueEvents`
+and nothing is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+__all__ = ["QueueEvents", "after_commit"]
+
+_PENDING = "taskyard.after_commit"
+
+
+class QueueEvents(Protocol):
+    """Receives the queue's events (`taskyard.operations.metrics.QueueMetrics`)."""
+
+    def task_created(self) -> None: ...
+
+    def task_claimed(self, waited: float, *, lease_expired: bool) -> None:
+        """A worker claimed a task claimable for *waited* seconds (its lease expired)."""
+        ...
+
+    def task_completed(self) -> None: ...
+
+    def task_failed(self) -> None: ...
+
+
+def after_commit(session: AsyncSession, report: Callable[[], None]) -> None:
+    """Call *report* once *session*'s transaction has committed; never if it rolls back."""
+    session.info.setdefault(_PENDING, []).append(report)
+
+
+@event.listens_for(Session, "after_commit")
+def _deliver(session: Session) -> None:
+    for report in session.info.pop(_PENDING, ()):
+        report()
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard(session: Session) -> None:
+    session.info.pop(_PENDING, None)
