@@ -83,6 +83,9 @@ def log_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]:
             "uvicorn": own(),
             "uvicorn.error": {"level": level.upper()},
             "uvicorn.access": own(),
+            # SQLAlchemy's own default, kept explicit: at INFO it logs every statement with
+            # its parameters, which are users' data.
+            "sqlalchemy": {"level": "WARNING"},
         },
         "root": {"handlers": ["default"], "level": level.upper()},
     }
