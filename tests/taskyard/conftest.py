@@ -130,11 +130,16 @@ def count_statements(isolated_db: Database) -> Iterator[StatementCounter]:
 
 @asynccontextmanager
 async def running_app(
-    url: str, **database_options: Any
+    url: str, *, retry_base_delay: float = 0.0, **database_options: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
-    """The app with its real lifespan on *url* (migrated), not isolated: for concurrency."""
+    """The app with its real lifespan on *url* (migrated), not isolated: for concurrency.
+
+    Failed attempts are retried after *retry_base_delay* seconds (no backoff by default, so
+    that no test waits for one).
+    """
     config = DatabaseConfig(application_name="taskyard-test", **database_options)
-    app = create_app(Settings(database_url=url, database=config))
+    settings = Settings(database_url=url, database=config, retry_base_delay=retry_base_delay)
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         db = app.state.sessionwise_database
         assert isinstance(db, Database)

@@ -76,6 +76,10 @@ def _project_scoped(w: World, outsider: Actor) -> list[tuple[str, str, dict[str,
         ("DELETE", f"/tasks/{t}", None),
         ("POST", "/tasks/claim", {"worker_id": wk, "lease_seconds": 30}),
         ("POST", f"/tasks/{t}/heartbeat", {"worker_id": wk, "lease_seconds": 30}),
+        ("POST", f"/tasks/{t}/complete", {"worker_id": wk, "result": {"stolen": True}}),
+        ("POST", f"/tasks/{t}/fail", {"worker_id": wk, "error": "sabotage"}),
+        ("POST", f"/tasks/{t}/retry", None),
+        ("GET", f"/tasks/{t}/attempts", None),
     ]
 
 

@@ -30,11 +30,11 @@ async def _authenticate(url: str, api_key: str) -> Caller | None:
 async def test_migrate_on_a_fresh_database_creates_the_schema_once(database_url: str) -> None:
     first = await taskyard("migrate", "--database-url", database_url)
     assert first.exit_code == 0, first.output
-    assert "revision 0003" in first.output
+    assert "revision v0004_task_queue" in first.output
     again = await taskyard("migrate", "--database-url", database_url)  # nothing pending: no-op
     assert again.exit_code == 0, again.output
     async with create_database(Settings(database_url=database_url)) as db:
-        assert await current_revision(db) == head_revision() == "0003"
+        assert await current_revision(db) == head_revision() == "v0004_task_queue"
         async with db.read_session() as session:
             for table in ("users", "api_keys", "projects", "project_members", "workers", "tasks"):
                 assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 0

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_ID",
     "Description",
     "InputModel",
+    "MaxAttempts",
     "Name",
     "Omittable",
     "Page",
@@ -81,6 +82,11 @@ Description = Annotated[
     str,
     Field(max_length=10_000, json_schema_extra={"pattern": r"^[^\x00]*$"}),
     AfterValidator(storable_text),
+]
+MaxAttempts = Annotated[
+    int,
+    Field(ge=1, le=100, description="Attempts before a failing task is dead."),
+    INTEGRAL,
 ]
 
 

@@ -32,6 +32,7 @@ from taskyard.problems import (
 )
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
+from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.router import router as tasks_router
 from taskyard.users.router import router as users_router
 from taskyard.workers.router import router as workers_router
@@ -81,6 +82,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.retry_policy = RetryPolicy(
+        base=settings.retry_base_delay, cap=settings.retry_max_delay, jitter=settings.retry_jitter
+    )
     idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     random key (``taskyard serve`` generates one shared by all of its workers).
     ``TASKYARD_IDEMPOTENCY_RETENTION_HOURS`` (at least 24) is how long idempotency keys are
     kept; the server purges expired ones every ``TASKYARD_IDEMPOTENCY_PURGE_INTERVAL``
-    seconds.
+    seconds. A failed attempt is retried ``TASKYARD_RETRY_BASE_DELAY * 2 ** (n - 1)`` seconds
+    after the *n*-th failure, at most ``TASKYARD_RETRY_MAX_DELAY``, less up to
+    ``TASKYARD_RETRY_JITTER`` of it at random.
 
     Operations (issue 13, docs/operations.md): ``TASKYARD_METRICS=false`` turns the metrics
     and ``/metrics`` off; ``TASKYARD_METRICS_TOKEN`` lets non-loopback clients scrape
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     otlp_endpoint: str | None = None
     otel_service_name: str = APPLICATION_NAME
+    # Retries of failed attempts (taskyard.tasks.backoff): the first within 10 s.
+    retry_base_delay: float = Field(default=10.0, ge=0)
+    retry_max_delay: float = Field(default=3600.0, ge=0)
+    retry_jitter: float = Field(default=0.5, ge=0, le=1)
 
     @field_validator("database", mode="before")
     @classmethod

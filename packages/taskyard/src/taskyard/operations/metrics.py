@@ -50,16 +50,21 @@ class QueueMetrics:
             "taskyard_tasks_completed", "Tasks a worker completed.", registry=registry
         )
         self.failed = Counter(
-            "taskyard_tasks_failed", "Tasks a worker reported as failed.", registry=registry
+            "taskyard_task_attempts_failed",
+            "Attempts a worker reported as failed (the task is retried, or dead after its last).",
+            registry=registry,
         )
-        self.leases_expired = Counter(
+        self.dead = Counter(
+            "taskyard_tasks_dead", "Tasks whose last attempt failed.", registry=registry
+        )
+        self.expired = Counter(
             "taskyard_task_leases_expired",
-            "Claims that took a task whose previous lease had expired (its worker vanished).",
+            "Leases that ran out and were taken back (their workers vanished).",
             registry=registry,
         )
         self.claim_latency = Histogram(
             "taskyard_task_claim_latency_seconds",
-            "How long a task was claimable before a worker claimed it.",
+            "How long a task was due (run_after) before a worker claimed it.",
             buckets=CLAIM_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -67,17 +72,20 @@ class QueueMetrics:
     def task_created(self) -> None:
         self.created.inc()
 
-    def task_claimed(self, waited: float, *, lease_expired: bool) -> None:
+    def task_claimed(self, waited: float) -> None:
         self.claimed.inc()
         self.claim_latency.observe(max(waited, 0.0))
-        if lease_expired:
-            self.leases_expired.inc()
+
+    def leases_expired(self, count: int) -> None:
+        self.expired.inc(count)
 
     def task_completed(self) -> None:
         self.completed.inc()
 
-    def task_failed(self) -> None:
+    def task_failed(self, *, dead: bool) -> None:
         self.failed.inc()
+        if dead:
+            self.dead.inc()
 
 
 class AppMetrics:

@@ -4,13 +4,17 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Column, Enum, Field, Relationship, String, Text
+from sqlmodel import Column, Enum, Field, Integer, Relationship, String, Text
 
 from taskyard.tables import TableModel, enum_values
 from taskyard.timestamps import UTCDateTime, utc_now
 
 if TYPE_CHECKING:
     from taskyard.users.models import User
+
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""How many attempts a task gets when neither it nor its project says otherwise."""
 
 
 class Role(enum.StrEnum):
@@ -25,6 +29,11 @@ class Project(TableModel, table=True):
     name: str = Field(sa_column=Column(String(200), nullable=False))
     description: str = Field(default="", sa_column=Column(Text(), nullable=False))
     owner_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    # The max_attempts of the project's new tasks that do not give their own.
+    max_attempts: int = Field(
+        default=DEFAULT_MAX_ATTEMPTS,
+        sa_column=Column(Integer, nullable=False, server_default=str(DEFAULT_MAX_ATTEMPTS)),
+    )
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )

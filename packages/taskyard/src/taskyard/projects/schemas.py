@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taskyard.api_types import (
     Description,
     InputModel,
+    MaxAttempts,
     Name,
     Omittable,
     ResourceId,
     optional_not_null,
 )
-from taskyard.projects.models import Role
+from taskyard.projects.models import DEFAULT_MAX_ATTEMPTS, Role
 from taskyard.users.schemas import Email
 
 __all__ = ["MemberRead", "MemberRef", "ProjectCreate", "ProjectRead", "ProjectUpdate"]
@@ -23,6 +24,9 @@ __all__ = ["MemberRead", "MemberRef", "ProjectCreate", "ProjectRead", "ProjectUp
 class ProjectCreate(InputModel):
     name: Name
     description: Description = ""
+    max_attempts: MaxAttempts = Field(
+        default=DEFAULT_MAX_ATTEMPTS, description="The default of the project's new tasks."
+    )
 
 
 class ProjectUpdate(InputModel):
@@ -30,6 +34,7 @@ class ProjectUpdate(InputModel):
 
     name: Omittable[Name] = optional_not_null()
     description: Omittable[Description] = optional_not_null()
+    max_attempts: Omittable[MaxAttempts] = optional_not_null("For tasks created from now on.")
 
 
 class MemberRef(InputModel):
@@ -63,6 +68,7 @@ class ProjectRead(BaseModel):
     name: str
     description: str
     owner_id: int
+    max_attempts: int = Field(description="The default of the project's new tasks.")
     created_at: datetime
     updated_at: datetime
     members: list[MemberRead] = Field(description="Every member, the owner included.")

@@ -33,6 +33,7 @@ def project_read(project: Project) -> ProjectRead:
         name=project.name,
         description=project.description,
         owner_id=project.owner_id,
+        max_attempts=project.max_attempts,
         created_at=project.created_at,
         updated_at=project.updated_at,
         members=[member_read(member) for member in project.members],
@@ -55,6 +56,7 @@ class ProjectService:
             name=data.name,
             description=data.description,
             owner_id=owner_id,
+            max_attempts=data.max_attempts,
             created_at=now,
             updated_at=now,
         )

@@ -1,4 +1,5 @@
-"""What the queue reports (tasks created, claimed, completed, failed), once it is committed.
+"""What the queue reports (tasks created, claimed, completed, failed; leases that ran out),
+once it is committed.
 
 The task service says what happened (`QueueEvents`); the report is held on the session and
 delivered after its transaction commits, so a claim that rolls back (a failed commit, an
@@ -25,13 +26,19 @@ class QueueEvents(Protocol):
 
     def task_created(self) -> None: ...
 
-    def task_claimed(self, waited: float, *, lease_expired: bool) -> None:
-        """A worker claimed a task claimable for *waited* seconds (its lease expired)."""
+    def task_claimed(self, waited: float) -> None:
+        """A worker claimed a task that had been due for *waited* seconds."""
+        ...
+
+    def leases_expired(self, count: int) -> None:
+        """*count* leases ran out and were taken back (their workers vanished)."""
         ...
 
     def task_completed(self) -> None: ...
 
-    def task_failed(self) -> None: ...
+    def task_failed(self, *, dead: bool) -> None:
+        """A worker failed an attempt; *dead*: it was the task's last."""
+        ...
 
 
 def after_commit(session: AsyncSession, report: Callable[[], None]) -> None:

@@ -10,6 +10,9 @@ the server CPU of ``GET /tasks/{id}`` (bench/notes/profile.md). The ``Task`` mod
 defines the table, its migrations and the other domains' relationships.
 
 A task is visible to members of its project only: every read carries ``:user_id``.
+
+Claims take up to ``:limit`` tasks in one statement (`claim`): the due pending tasks, best
+first, locked with ``FOR UPDATE SKIP LOCKED`` in a CTE and updated by the same statement.
 """
 
 from __future__ import annotations
@@ -20,40 +23,59 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, delete, insert, select, update
+from sqlalchemy import Row, Select, bindparam, delete, insert, select, update
 
 from sessionwise import Session
 from taskyard.api_types import Ref
 from taskyard.projects.models import Project, ProjectMember
 from taskyard.tables import table_of
-from taskyard.tasks.models import Task, TaskStatus
-from taskyard.tasks.schemas import TaskRead
+from taskyard.tasks.lifecycle import CLAIMABLE, Event, next_status
+from taskyard.tasks.models import Task, TaskAttempt, TaskStatus
+from taskyard.tasks.schemas import AttemptRead, TaskRead
 from taskyard.workers.models import Worker
 
-__all__ = ["WRITABLE", "TaskFilters", "TaskRepository"]
+__all__ = ["WRITABLE", "Claimer", "ExpiredLease", "TaskFilters", "TaskRepository"]
 
 _tasks, _projects, _workers = table_of(Task), table_of(Project), table_of(Worker)
-_members = table_of(ProjectMember)
+_members, _attempts = table_of(ProjectMember), table_of(TaskAttempt)
 
-WRITABLE = ("title", "description", "status", "priority", "assignee_id", "lease_expires_at")
+WRITABLE = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "assignee_id",
+    "lease_expires_at",
+    "result",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "claimed_at",
+    "last_error",
+)
 """The columns a change may set; `TaskRepository.write` sets all of them."""
 
+_TASK_COLUMNS = (
+    "id",
+    "project_id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "version",
+    "created_at",
+    "updated_at",
+    "lease_expires_at",
+    "payload",
+    "result",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "claimed_at",
+    "last_error",
+)
 _COLUMNS = (
-    *(
-        _tasks.c[name]
-        for name in (
-            "id",
-            "project_id",
-            "title",
-            "description",
-            "status",
-            "priority",
-            "version",
-            "created_at",
-            "updated_at",
-            "lease_expires_at",
-        )
-    ),
+    *(_tasks.c[name] for name in _TASK_COLUMNS),
     _projects.c.name.label("project_name"),
     _workers.c.id.label("assignee_id"),
     _workers.c.name.label("assignee_name"),
@@ -73,39 +95,116 @@ _ONE = _READ.where(_tasks.c.id == bindparam("task_id"), _VISIBLE)
 _ONE_LOCKED = _ONE.with_for_update(of=_tasks)
 
 
-_CLAIM_ORDER = (_tasks.c.priority.desc(), _tasks.c.created_at, _tasks.c.id)
+_CLAIM_ORDER = (_tasks.c.priority.desc(), _tasks.c.run_after, _tasks.c.id)
+_CLAIMED = next_status(0, CLAIMABLE, Event.CLAIM)
 
-
-def _next_claimable(*, expired: bool) -> Select[Any]:
-    # Best first: highest priority, then oldest. Pending tasks come off ix_tasks_claim_order
-    # in that order, so PostgreSQL stops at the first unlocked row; tasks in progress are
-    # found by their lease (ix_tasks_leases), and only the expired ones are sorted. (One
-    # statement with "pending OR lease expired" sorted the project's whole backlog instead:
-    # ~45 ms per claim with 20,000 pending tasks.)
-    claimable: ColumnElement[bool]
-    if expired:
-        claimable = (_tasks.c.status == TaskStatus.IN_PROGRESS) & (
-            _tasks.c.lease_expires_at < bindparam("now")
-        )
-    else:
-        claimable = _tasks.c.status == TaskStatus.PENDING
-    # SKIP LOCKED: concurrent claimers each take a different row without waiting
-    # (PostgreSQL docs, SELECT, "The Locking Clause").
-    return (
-        _READ.where(_tasks.c.project_id == bindparam("project_id"), claimable)
-        .order_by(*_CLAIM_ORDER)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=_tasks)
+# Best first: highest priority, then longest due. The due pending tasks come off
+# ix_tasks_claim_order in that order (``run_after <= :now`` is checked on its entries), so
+# PostgreSQL stops at the first :limit unlocked rows. SKIP LOCKED: concurrent claimers each
+# take different rows without waiting (PostgreSQL docs, SELECT, "The Locking Clause"). A CTE
+# with a locking clause is evaluated once, never inlined into the UPDATE (PostgreSQL docs,
+# WITH Queries, 7.8.4), so the rows locked are the rows updated. SQLite ignores the locking
+# clause: sessionwise begins its write transactions IMMEDIATE, so claims run one at a time.
+_CLAIMABLE_IDS = (
+    select(_tasks.c.id)
+    .where(
+        _tasks.c.project_id == bindparam("claim_project_id"),
+        _tasks.c.status == CLAIMABLE,
+        _tasks.c.run_after <= bindparam("now"),
     )
+    .order_by(*_CLAIM_ORDER)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_tasks)
+    .cte("claimable")
+)
+_CLAIM = (
+    update(_tasks)
+    .where(_tasks.c.id.in_(select(_CLAIMABLE_IDS.c.id)))
+    .values(
+        status=_CLAIMED,
+        assignee_id=bindparam("claim_worker_id"),
+        lease_expires_at=bindparam("claim_lease"),
+        claimed_at=bindparam("now"),
+        attempts=_tasks.c.attempts + 1,
+        updated_at=bindparam("now"),
+        version=_tasks.c.version + 1,
+    )
+    .returning(*(_tasks.c[name] for name in _TASK_COLUMNS))
+)
 
-
-_NEXT_PENDING = _next_claimable(expired=False)
-_NEXT_EXPIRED = _next_claimable(expired=True)
+# Leases that ran out: their tasks are taken back (an attempt each) before a claim.
+_EXPIRED = (
+    select(
+        _tasks.c.id,
+        _tasks.c.version,
+        _tasks.c.assignee_id,
+        _tasks.c.attempts,
+        _tasks.c.max_attempts,
+        _tasks.c.claimed_at,
+        _tasks.c.lease_expires_at,
+    )
+    .where(
+        _tasks.c.project_id == bindparam("project_id"),
+        _tasks.c.status == TaskStatus.IN_PROGRESS,
+        _tasks.c.lease_expires_at < bindparam("now"),
+    )
+    .order_by(_tasks.c.lease_expires_at)
+    .limit(100)
+    .with_for_update(skip_locked=True, of=_tasks)
+)
+_RELEASE = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("task_id"), _tasks.c.version == bindparam("expected"))
+    .values(
+        status=bindparam("new_status"),
+        lease_expires_at=None,
+        run_after=bindparam("new_run_after"),
+        last_error=bindparam("new_last_error"),
+        updated_at=bindparam("now"),
+        version=_tasks.c.version + 1,
+    )
+)
+_INSERT_ATTEMPT = insert(_attempts)
+_ATTEMPTS = (
+    select(
+        _attempts.c.attempt,
+        _attempts.c.worker_id,
+        _workers.c.name.label("worker_name"),
+        _attempts.c.started_at,
+        _attempts.c.ended_at,
+        _attempts.c.outcome,
+        _attempts.c.error,
+    )
+    .select_from(_attempts.outerjoin(_workers, _workers.c.id == _attempts.c.worker_id))
+    .where(_attempts.c.task_id == bindparam("task_id"))
+    .order_by(_attempts.c.id)
+)
+# Who claims: the worker, if the caller is a member of its project, and the project's name.
+_CLAIMER = (
+    select(
+        _workers.c.id,
+        _workers.c.name,
+        _workers.c.project_id,
+        _projects.c.name.label("project_name"),
+    )
+    .select_from(_workers.join(_projects, _projects.c.id == _workers.c.project_id))
+    .where(
+        _workers.c.id == bindparam("worker_id"),
+        _workers.c.project_id.in_(
+            select(_members.c.project_id).where(_members.c.user_id == bindparam("user_id"))
+        ),
+    )
+)
 
 # What a new task refers to, checked in one round trip: the project, if the caller is a
-# member, and the assignee, if it is a worker of that project (NULL otherwise).
+# member (with its default max_attempts), and the assignee, if it is a worker of that project
+# (NULL otherwise).
 _NEW_TASK_REFS = (
-    select(_projects.c.name.label("project_name"), _workers.c.name.label("assignee_name"))
+    select(
+        _projects.c.name.label("project_name"),
+        _projects.c.max_attempts,
+        _workers.c.name.label("assignee_name"),
+    )
     .select_from(
         _projects.join(_members, _members.c.project_id == _projects.c.id).outerjoin(
             _workers,
@@ -148,7 +247,12 @@ def _list_statement(project: bool, status: bool, assignee: bool, after: bool) ->
     return statement
 
 
-def _task_read(row: Row[Any]) -> TaskRead:
+def _task_read(row: Row[Any], project: Ref | None = None, assignee: Ref | None = None) -> TaskRead:
+    """The task of *row*; *project* and *assignee* when the row does not name them."""
+    if project is None:
+        project = Ref(id=row.project_id, name=row.project_name)
+        if row.assignee_id is not None:
+            assignee = Ref(id=row.assignee_id, name=row.assignee_name)
     return TaskRead(
         id=row.id,
         project_id=row.project_id,
@@ -156,15 +260,41 @@ def _task_read(row: Row[Any]) -> TaskRead:
         description=row.description,
         status=row.status,
         priority=row.priority,
-        assignee=(
-            None if row.assignee_id is None else Ref(id=row.assignee_id, name=row.assignee_name)
-        ),
-        project=Ref(id=row.project_id, name=row.project_name),
+        assignee=assignee,
+        project=project,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
         lease_expires_at=row.lease_expires_at,
+        payload=row.payload,
+        result=row.result,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        run_after=row.run_after,
+        claimed_at=row.claimed_at,
+        last_error=row.last_error,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimer:
+    """A worker about to claim, and its project."""
+
+    worker: Ref
+    project: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    """An attempt whose lease ran out; its task is still locked and in progress."""
+
+    task_id: int
+    version: int
+    worker_id: int | None
+    attempt: int
+    max_attempts: int
+    started_at: datetime
+    lease_expired_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +310,7 @@ class TaskRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    async def _rows(self, statement: Any, params: Mapping[str, Any]) -> Any:
+    async def _rows(self, statement: Any, params: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
         # Core statements run on the session's connection: same transaction, no ORM layer.
         return await (await self.session.connection()).execute(statement, params)
 
@@ -207,15 +337,16 @@ class TaskRepository:
 
     async def new_task_refs(
         self, project_id: int, user_id: int, assignee_id: int | None
-    ) -> tuple[str, str | None] | None:
-        """(project name, assignee name) for a new task; None if the project is not visible.
+    ) -> tuple[str, int, str | None] | None:
+        """(project name, its max_attempts, assignee name) for a new task; None if the project
+        is not visible.
 
         The assignee name is None when there is no assignee or it is not a worker of the
         project.
         """
         params = {"project_id": project_id, "user_id": user_id, "assignee_id": assignee_id}
         row = (await self._rows(_NEW_TASK_REFS, params)).first()
-        return None if row is None else (row.project_name, row.assignee_name)
+        return None if row is None else (row.project_name, row.max_attempts, row.assignee_name)
 
     async def insert(self, values: Mapping[str, Any]) -> int:
         """Insert a task from all of its column values but the id; the new id."""
@@ -238,20 +369,77 @@ class TaskRepository:
         result = await self._rows(_DELETE, {"task_id": task.id, "expected": task.version})
         return bool(result.rowcount == 1)
 
-    async def next_claimable(self, project_id: int, now: datetime) -> TaskRead | None:
-        """The project's best claimable task, row-locked; rows locked by others are skipped.
-
-        Claimable: pending, or in progress with an expired lease; best is highest priority,
-        then oldest. The best of each kind is locked, and the better one returned (the other
-        stays locked until this transaction ends, a few milliseconds). On SQLite, which has
-        no row locks and ignores the clause, the IMMEDIATE write transaction makes the
-        select-then-update atomic instead.
-        """
-        pending = (await self._rows(_NEXT_PENDING, {"project_id": project_id})).first()
-        params = {"project_id": project_id, "now": now}
-        expired = (await self._rows(_NEXT_EXPIRED, params)).first()
-        candidates = [row for row in (pending, expired) if row is not None]
-        if not candidates:
+    async def claimer(self, worker_id: int, user_id: int) -> Claimer | None:
+        """The worker and its project, if *user_id* is a member of that project."""
+        params = {"worker_id": worker_id, "user_id": user_id}
+        row = (await self._rows(_CLAIMER, params)).first()
+        if row is None:
             return None
-        best = min(candidates, key=lambda row: (-row.priority, row.created_at, row.id))
-        return _task_read(best)
+        return Claimer(
+            worker=Ref(id=row.id, name=row.name),
+            project=Ref(id=row.project_id, name=row.project_name),
+        )
+
+    async def claim(
+        self, claimer: Claimer, limit: int, now: datetime, lease_expires_at: datetime
+    ) -> list[TaskRead]:
+        """Claim up to *limit* of the project's due pending tasks for the worker, best first.
+
+        One statement: the claimed tasks are in progress, held by the worker until
+        *lease_expires_at*, with one attempt more and a new version each.
+        """
+        params = {
+            "claim_project_id": claimer.project.id,
+            "now": now,
+            "limit": limit,
+            "claim_worker_id": claimer.worker.id,
+            "claim_lease": lease_expires_at,
+        }
+        rows = (await self._rows(_CLAIM, params)).all()
+        # RETURNING follows no ORDER BY: put them back in claim order.
+        rows.sort(key=lambda row: (-row.priority, row.run_after, row.id))
+        return [_task_read(row, claimer.project, claimer.worker) for row in rows]
+
+    async def expired_leases(self, project_id: int, now: datetime) -> list[ExpiredLease]:
+        """The project's tasks in progress whose lease ran out before *now* (at most 100),
+        locked; rows locked by others are skipped."""
+        rows = await self._rows(_EXPIRED, {"project_id": project_id, "now": now})
+        return [
+            ExpiredLease(
+                task_id=row.id,
+                version=row.version,
+                worker_id=row.assignee_id,
+                attempt=row.attempts,
+                max_attempts=row.max_attempts,
+                # Tasks put in progress by hand before the queue existed have no claim time.
+                started_at=row.claimed_at or row.lease_expires_at,
+                lease_expired_at=row.lease_expires_at,
+            )
+            for row in rows
+        ]
+
+    async def release(self, releases: list[dict[str, Any]], now: datetime) -> None:
+        """Give back locked tasks whose lease expired: each ``{"task_id", "expected",
+        "new_status", "new_run_after", "new_last_error"}``."""
+        await self._rows(_RELEASE, [{**release, "now": now} for release in releases])
+
+    async def record_attempts(self, attempts: list[dict[str, Any]]) -> None:
+        """Keep attempts that did not complete (`TaskAttempt` columns but the id)."""
+        await self._rows(_INSERT_ATTEMPT, attempts)
+
+    async def attempts(self, task_id: int) -> list[AttemptRead]:
+        """The task's failed and expired attempts, oldest first (visibility checked before)."""
+        rows = await self._rows(_ATTEMPTS, {"task_id": task_id})
+        return [
+            AttemptRead(
+                attempt=row.attempt,
+                worker=None
+                if row.worker_id is None
+                else Ref(id=row.worker_id, name=row.worker_name),
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                outcome=row.outcome,
+                error=row.error,
+            )
+            for row in rows
+        ]

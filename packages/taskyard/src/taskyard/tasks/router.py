@@ -1,4 +1,5 @@
-"""``/tasks``: the queue, with optimistic concurrency (ETag / If-Match) and claims."""
+"""``/tasks``: the queue, with optimistic concurrency (ETag / If-Match), claims (one task or
+a batch), completions, failures and retries."""
 
 from __future__ import annotations
 
@@ -14,16 +15,37 @@ from taskyard.etags import IfMatchHeader, etag
 from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
+from taskyard.tasks.backoff import RetryPolicy
 from taskyard.tasks.events import QueueEvents
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
-from taskyard.tasks.schemas import ClaimRequest, HeartbeatRequest, TaskCreate, TaskRead, TaskUpdate
+from taskyard.tasks.schemas import (
+    AttemptRead,
+    ClaimedTasks,
+    ClaimRequest,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    TaskCreate,
+    TaskRead,
+    TaskUpdate,
+)
 from taskyard.tasks.service import TaskService
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 Pages = Annotated[PageRequest, Depends(page_request("tasks"))]
+_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
+
+
+def _retry_policy(request: Request) -> RetryPolicy:
+    policy = request.app.state.retry_policy
+    assert isinstance(policy, RetryPolicy)
+    return policy
+
+
+Retries = Annotated[RetryPolicy, Depends(_retry_policy)]
 
 
 async def _queue_events(request: Request) -> QueueEvents | None:
@@ -33,7 +55,6 @@ async def _queue_events(request: Request) -> QueueEvents | None:
 
 
 Events = Annotated[QueueEvents | None, Depends(_queue_events)]
-_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
 
 
 @router.post(
@@ -53,7 +74,7 @@ async def create_task(
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, events).create(data, caller.id)
+    task = await TaskService(session, events=events).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -80,22 +101,28 @@ async def list_tasks(
 
 @router.post(
     "/claim",
-    response_model=TaskRead,
-    summary="Claim the best pending task of the worker's project",
-    response_description="The claimed task, now in_progress with a lease",
-    responses=idempotent(200, 204, s204="Nothing to claim"),
+    response_model=TaskRead | ClaimedTasks,
+    summary="Claim the best due task of the worker's project, or up to `limit` of them",
+    response_description="Without `limit`: the claimed task, now in_progress with a lease. "
+    'With `limit`: `{"items": [...]}`, the tasks claimed, best first (maybe none).',
+    responses=idempotent(200, 204, s204="Nothing to claim (without `limit` only)"),
 )
 async def claim_task(
     data: ClaimRequest,
     caller: CurrentUser,
     session: SessionDep,
     idempotency: IdempotencyDep,
+    retries: Retries,
     events: Events,
-) -> TaskRead | Response:
-    # With a key, a retried claim gets the task its first attempt took, never a second one.
+) -> TaskRead | ClaimedTasks | Response:
+    # With a key, a retried claim gets the tasks its first attempt took, never others.
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, events).claim(data, caller.id)
+    service = TaskService(session, retries, events)
+    if data.limit is not None:
+        tasks = await service.claim_batch(data, caller.id, data.limit)
+        return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
+    task = await service.claim(data, caller.id)
     if task is None:
         return await idempotency.answer(None, status_code=status.HTTP_204_NO_CONTENT)
     headers = {"ETag": etag(task.version)}
@@ -164,3 +191,78 @@ async def heartbeat(
     task = await TaskService(session).heartbeat(task_id, data, caller.id)
     response.headers["ETag"] = etag(task.version)
     return task
+
+
+async def _answer(task: TaskRead, idempotency: IdempotencyDep) -> TaskRead | Response:
+    return await idempotency.answer(
+        task, status_code=status.HTTP_200_OK, headers={"ETag": etag(task.version)}
+    )
+
+
+@router.post(
+    "/{task_id}/complete",
+    response_model=TaskRead,
+    summary="Finish the task the worker holds, with its result",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+)
+async def complete_task(
+    task_id: ResourceId,
+    data: CompleteRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    events: Events,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session, events=events).complete(task_id, data, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.post(
+    "/{task_id}/fail",
+    response_model=TaskRead,
+    summary="Fail the attempt the worker holds: retried after a backoff, or dead",
+    response_description="The task: pending again (see `run_after`), or dead after its last "
+    "attempt",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+)
+async def fail_task(
+    task_id: ResourceId,
+    data: FailRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    retries: Retries,
+    events: Events,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session, retries, events).fail(task_id, data, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.post(
+    "/{task_id}/retry",
+    response_model=TaskRead,
+    summary="Requeue a dead, failed or cancelled task now, with a fresh set of attempts",
+    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}, **problem_responses(412)},
+)
+async def retry_task(
+    task_id: ResourceId,
+    caller: CurrentUser,
+    if_match: IfMatchHeader,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+) -> TaskRead | Response:
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    task = await TaskService(session).retry(task_id, if_match, caller.id)
+    return await _answer(task, idempotency)
+
+
+@router.get("/{task_id}/attempts", summary="The task's failed and expired attempts, oldest first")
+async def list_attempts(
+    task_id: ResourceId, caller: CurrentReader, session: ReadSessionDep
+) -> list[AttemptRead]:
+    return await TaskService(session).attempts(task_id, caller.id)

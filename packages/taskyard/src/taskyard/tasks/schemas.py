@@ -1,26 +1,34 @@
-"""API schemas of tasks and claims."""
+"""API schemas of tasks, claims, completions and failures."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, JsonValue
 
 from taskyard.api_types import (
     INTEGRAL,
     Description,
     InputModel,
+    MaxAttempts,
     Name,
     Omittable,
     Ref,
     ResourceId,
     optional_not_null,
+    storable_text,
 )
-from taskyard.tasks.models import TaskStatus
+from taskyard.tasks.models import AttemptOutcome, TaskStatus
 
 __all__ = [
+    "MAX_JSON_BYTES",
+    "AttemptRead",
     "ClaimRequest",
+    "ClaimedTasks",
+    "CompleteRequest",
+    "FailRequest",
     "HeartbeatRequest",
     "LeaseSeconds",
     "Priority",
@@ -29,11 +37,43 @@ __all__ = [
     "TaskUpdate",
 ]
 
+MAX_JSON_BYTES = 64 * 1024
+"""The largest payload or result, as compact JSON (UTF-8)."""
+
+
+def _bounded_json(value: JsonValue) -> JsonValue:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON ({size})")
+    return value
+
+
+def _json_field(description: str) -> Any:
+    return Field(default=None, description=f"{description} At most {MAX_JSON_BYTES} bytes.")
+
+
+StoredJson = Annotated[JsonValue, AfterValidator(_bounded_json)]
+"""Any JSON value (null: none), at most `MAX_JSON_BYTES` bytes."""
+
 Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher runs first."), INTEGRAL]
 LeaseSeconds = Annotated[
     int,
     Field(ge=1, le=86_400, description="How long the claim holds without a heartbeat."),
     INTEGRAL,
+]
+ClaimLimit = Annotated[
+    int, Field(ge=1, le=100, description="Claim up to this many tasks at once."), INTEGRAL
+]
+ErrorText = Annotated[
+    str,
+    Field(min_length=1, max_length=10_000, json_schema_extra={"pattern": r"^[^\x00]*$"}),
+    AfterValidator(storable_text),
+]
+# Enum and datetime fields are not strict: FastAPI validates the decoded JSON, where a
+# timestamp can only be a string. Aware only: a naive time has no single meaning.
+RunAfter = Annotated[
+    AwareDatetime,
+    Field(strict=False, description="Not claimable before this time (RFC 3339, with offset)."),
 ]
 
 
@@ -45,6 +85,9 @@ class TaskCreate(InputModel):
     assignee_id: ResourceId | None = Field(
         default=None, description="A worker of the project, or null."
     )
+    payload: StoredJson = _json_field("The task's input, for its worker; any JSON value.")
+    max_attempts: Omittable[MaxAttempts] = optional_not_null("Default: the project's.")
+    run_after: Omittable[RunAfter] = optional_not_null("Default: now.", strict=False)
 
 
 class TaskUpdate(InputModel):
@@ -59,9 +102,24 @@ class TaskUpdate(InputModel):
 
 
 class ClaimRequest(InputModel):
+    """Without ``limit``: the best task (200) or none (204). With it: ``{"items": [...]}``,
+    best first, up to ``limit`` tasks, each with its own lease and version (200, maybe
+    empty)."""
+
     worker_id: ResourceId
     project_id: Omittable[ResourceId] = optional_not_null("Optional: must be the worker's project.")
     lease_seconds: LeaseSeconds = 300
+    limit: Omittable[ClaimLimit] = optional_not_null("Claim up to this many tasks at once (1-100).")
+
+
+class CompleteRequest(InputModel):
+    worker_id: ResourceId = Field(description="The worker holding the lease.")
+    result: StoredJson = _json_field("What the work produced; any JSON value.")
+
+
+class FailRequest(InputModel):
+    worker_id: ResourceId = Field(description="The worker holding the lease.")
+    error: ErrorText = Field(description="What went wrong; kept with the attempt.")
 
 
 class HeartbeatRequest(InputModel):
@@ -82,3 +140,27 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     lease_expires_at: datetime | None
+    payload: JsonValue = Field(description="The task's input (null: none).")
+    result: JsonValue = Field(description="What its worker produced (null: none yet).")
+    attempts: int = Field(description="Attempts started since created or last retried.")
+    max_attempts: int
+    run_after: datetime = Field(description="When the task is (or became) claimable.")
+    claimed_at: datetime | None = Field(description="When the latest attempt began.")
+    last_error: str | None = Field(description="The error of the last failed attempt.")
+
+
+class ClaimedTasks(BaseModel):
+    """The answer to a claim with ``limit``: the tasks claimed, best first (maybe none)."""
+
+    items: list[TaskRead]
+
+
+class AttemptRead(BaseModel):
+    """An attempt that failed or whose lease expired."""
+
+    attempt: int = Field(description="Its number since the task was created or last retried.")
+    worker: Ref | None = Field(description="Null when the worker has been deleted since.")
+    started_at: datetime
+    ended_at: datetime
+    outcome: AttemptOutcome
+    error: str
