@@ -59,6 +59,7 @@ def estimate_seconds(options: Options) -> float:
     runs = 0.0
     if "postgres" in options.sections:
         runs += 3 * 4 * len(s.connections) * s.rounds
+        runs += 2 * 2 * len(s.connections) * s.rounds  # metrics off / on, get and create
     if "sqlite" in options.sections:
         runs += 2 * 4 * s.rounds
     if "claims" in options.sections:
