@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 DOCS_PAGE = REPO_ROOT / "docs" / "performance.md"
 PLOT = REPO_ROOT / "docs" / "performance-throughput.png"
-SECTIONS = ("postgres", "sqlite", "claims", "scaling", "memory", "micro")
+SECTIONS = ("postgres", "sqlite", "claims", "scaling", "memory", "queue", "micro")
 POSTGRES_DATABASES = {
     "raw": "bench_raw",
     "tutorial": "bench_tutorial",
@@ -66,6 +66,8 @@ def estimate_seconds(options: Options) -> float:
         runs += 2 * s.rounds
     if "scaling" in options.sections:
         runs += 3 * 4 * s.rounds
+    if "queue" in options.sections:
+        runs += 2 * 2 * s.rounds
     return runs * (s.duration_s + 0.3) + 25 * len(options.sections)
 
 
@@ -99,7 +101,7 @@ def run(options: Options) -> dict[str, Any]:
     log(f"benchmark: {', '.join(options.sections)}; work files in {workdir}")
     log(f"estimated time: about {estimate_seconds(options) / 60:.0f} min")
     micro: dict[str, Any] = {}
-    needs_postgres = {"postgres", "claims", "scaling", "memory"} & set(options.sections)
+    needs_postgres = {"postgres", "claims", "scaling", "memory", "queue"} & set(options.sections)
     created: list[str] = []
     try:
         prepared: dict[str, sections.PreparedDatabase] = {}
@@ -114,16 +116,20 @@ def run(options: Options) -> dict[str, Any]:
         sqlite_taskyard = None
         if "sqlite" in options.sections:
             sqlite_taskyard, _ = sections.sqlite_section(run_state)
+        if {"claims", "queue"} & set(options.sections) and sqlite_taskyard is None:
+            directory = sections.sqlite_dir(run_state, "taskyard-sqlite")
+            url = f"sqlite+aiosqlite:///{directory}/taskyard.db"
+            sqlite_taskyard = sections.prepare(run_state, "taskyard-sqlite", url)
         if "claims" in options.sections:
-            if sqlite_taskyard is None:
-                directory = sections.sqlite_dir(run_state, "taskyard-sqlite")
-                url = f"sqlite+aiosqlite:///{directory}/taskyard.db"
-                sqlite_taskyard = sections.prepare(run_state, "taskyard-sqlite", url)
+            assert sqlite_taskyard is not None
             sections.claims_section(run_state, prepared["taskyard"], sqlite_taskyard)
         if "scaling" in options.sections:
             sections.scaling_section(run_state, prepared["taskyard"])
         if "memory" in options.sections:
             sections.memory_section(run_state, prepared["taskyard"])
+        if "queue" in options.sections:
+            assert sqlite_taskyard is not None
+            sections.queue_section(run_state, prepared["taskyard"], sqlite_taskyard)
         if "micro" in options.sections:
             log("micro-benchmark: session lifecycle (pytest-benchmark)")
             micro = run_micro(workdir)
@@ -159,6 +165,7 @@ def run(options: Options) -> dict[str, Any]:
         "targets": [verdict.as_dict() for verdict in evaluate(results)],
         "summaries": [summary.as_dict() for summary in results.summaries()],
         "memory": run_state.memory,
+        "queue": run_state.queue,
         "micro": micro,
         "preflight": run_state.preflight,
         "samples": [sample.as_dict() for sample in results.samples],

@@ -10,6 +10,8 @@
 * ``scaling``: taskyard with one worker, with ``--workers 2``, and with 4 workers through
   PgBouncer in transaction mode, all on the same PostgreSQL database.
 * ``memory``: resident size of a fresh taskyard process after 10k and after 100k mixed calls.
+* ``queue``: 16 agents through claim -> complete, one task per claim against ``"limit": 10``,
+  PostgreSQL and SQLite (`bench.queue`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench import apps_under_test, databases
+from bench import apps_under_test, databases, queue
 from bench.databases import Seeded
 from bench.measure import CALLS, KEYED_CALLS, CpuProbe, Progress, Results, Settings, interleave
 from bench.servers import AppSpec, RunningApp, serve
@@ -55,6 +57,13 @@ TASK_KEYS = frozenset(
         "created_at",
         "updated_at",
         "lease_expires_at",
+        "payload",
+        "result",
+        "attempts",
+        "max_attempts",
+        "run_after",
+        "claimed_at",
+        "last_error",
     }
 )
 
@@ -70,6 +79,7 @@ class Run:
     memory_checkpoints: tuple[int, int]
     results: Results = field(default_factory=Results)
     memory: dict[str, Any] = field(default_factory=dict)
+    queue: dict[str, Any] = field(default_factory=dict)
     preflight: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -402,3 +412,32 @@ def memory_section(run: Run, database: PreparedDatabase) -> None:
         "failures": failures,
         "connections": 32,
     }
+
+
+def queue_section(run: Run, postgres_db: PreparedDatabase, sqlite_db: PreparedDatabase) -> None:
+    """16 agents claiming and completing, batch 1 against batch 10, on both backends."""
+    sqlite_workdir = sqlite_dir(run, "taskyard-sqlite")
+    specs = [
+        (apps_under_test.taskyard(postgres_db.url, "postgres"), postgres_db),
+        (apps_under_test.taskyard(None, "sqlite", workdir=sqlite_workdir), sqlite_db),
+    ]
+    with started(run, specs) as running:
+        backends = [
+            (
+                name,
+                app,
+                database.url,
+                database.seeded.claim_project_id,
+                database.seeded.claimer_ids,
+                database.seeded.api_key,
+            )
+            for name, app, database in running
+        ]
+        results = queue.measure_throughput(
+            backends, run.settings.duration_s, run.settings.rounds, run.progress
+        )
+    run.queue = {
+        "throughput": [result.as_dict() for result in results],
+        "summary": queue.summarize(results),
+    }
+    run.progress(f"[queue] {run.queue['summary']}")

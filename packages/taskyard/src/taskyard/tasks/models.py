@@ -79,7 +79,9 @@ class Task(TableModel, table=True):
     # When the task is (or became) claimable: its creation, its schedule, or its retry after a
     # backoff. Never NULL, so that it can order claims inside ix_tasks_claim_order.
     run_after: datetime = Field(
-        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+        default_factory=utc_now,
+        # Also the default of Core inserts (the benchmark's seeds, bulk loads): due now.
+        sa_column=Column(UTCDateTime(), nullable=False, default=utc_now),
     )
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
