@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -38,7 +39,7 @@ import matplotlib.pyplot as plt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOT = REPO_ROOT / "docs" / "operations-metrics.png"
 SERIES = RESULTS_DIR / "metrics-scrape.json"
-DATABASE = "bench_metrics_plot"
+DATABASE = "bench_metrics_plot" + os.environ.get("BENCH_DATABASE_SUFFIX", "")
 PHASES = (8, 32, 128, 512)  # wrk connections, one phase each
 POOL = {"pool_name": "primary"}
 

@@ -28,11 +28,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 DOCS_PAGE = REPO_ROOT / "docs" / "performance.md"
 PLOT = REPO_ROOT / "docs" / "performance-throughput.png"
-SECTIONS = ("postgres", "sqlite", "claims", "scaling", "memory", "queue", "micro")
+SECTIONS = ("postgres", "metrics", "sqlite", "claims", "scaling", "memory", "queue", "micro")
+# BENCH_DATABASE_SUFFIX keeps two runs on one server (two engineers, one machine) from
+# dropping each other's databases.
+_SUFFIX = os.environ.get("BENCH_DATABASE_SUFFIX", "")
 POSTGRES_DATABASES = {
-    "raw": "bench_raw",
-    "tutorial": "bench_tutorial",
-    "taskyard": "bench_taskyard",
+    "raw": f"bench_raw{_SUFFIX}",
+    "tutorial": f"bench_tutorial{_SUFFIX}",
+    "taskyard": f"bench_taskyard{_SUFFIX}",
 }
 
 
@@ -59,6 +62,7 @@ def estimate_seconds(options: Options) -> float:
     runs = 0.0
     if "postgres" in options.sections:
         runs += 3 * 4 * len(s.connections) * s.rounds
+    if "metrics" in options.sections:
         runs += 2 * 2 * len(s.connections) * s.rounds  # metrics off / on, get and create
     if "sqlite" in options.sections:
         runs += 2 * 4 * s.rounds
@@ -101,7 +105,8 @@ def run(options: Options) -> dict[str, Any]:
     log(f"benchmark: {', '.join(options.sections)}; work files in {workdir}")
     log(f"estimated time: about {estimate_seconds(options) / 60:.0f} min")
     micro: dict[str, Any] = {}
-    needs_postgres = {"postgres", "claims", "scaling", "memory", "queue"} & set(options.sections)
+    needs_postgres = {"postgres", "metrics", "claims", "scaling", "memory", "queue"}
+    needs_postgres &= set(options.sections)
     created: list[str] = []
     try:
         prepared: dict[str, sections.PreparedDatabase] = {}
@@ -113,6 +118,8 @@ def run(options: Options) -> dict[str, Any]:
             sections.postgres_section(
                 run_state, prepared["raw"], prepared["tutorial"], prepared["taskyard"]
             )
+        if "metrics" in options.sections:
+            sections.metrics_section(run_state, prepared["taskyard"])
         sqlite_taskyard = None
         if "sqlite" in options.sections:
             sqlite_taskyard, _ = sections.sqlite_section(run_state)
