@@ -49,7 +49,14 @@ class PoolTurn:
         turns = self._turns
         turns.waiting += 1
         try:
-            await asyncio.wait_for(turns._slots.acquire(), turns._timeout)
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the
+            # result when the inner await finished just as the task was cancelled, and the
+            # cancellation is lost (cpython gh-86296): a cancelled task then runs on.
+            if turns._slots.locked():
+                async with asyncio.timeout(turns._timeout):
+                    await turns._slots.acquire()
+            else:  # a free turn: taken without suspending, so there is no deadline to arm
+                await turns._slots.acquire()
         except TimeoutError:
             raise exc.TimeoutError(
                 f"no pooled connection within {turns._timeout:g} s (pool_timeout): "

@@ -117,7 +117,11 @@ class SharedConnectionTurns:
         self._waiters.append(entry)
         self._grant()
         try:
-            await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the
+            # result when the inner await finished just as the task was cancelled, and the
+            # cancellation is lost (cpython gh-86296): a cancelled task then runs on.
+            async with asyncio.timeout(self._timeout):
+                await asyncio.shield(future)
         except BaseException as error:
             if entry in self._waiters:
                 self._waiters.remove(entry)

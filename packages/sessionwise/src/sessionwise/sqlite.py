@@ -275,7 +275,11 @@ class WriteTurn:
                 "db.read_session()."
             )
         try:
-            await asyncio.wait_for(queue._lock.acquire(), queue._timeout or None)
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the
+            # result when the inner await finished just as the task was cancelled, and the
+            # cancellation is lost (cpython gh-86296): a cancelled task then runs on.
+            async with asyncio.timeout(queue._timeout or None):
+                await queue._lock.acquire()
         except TimeoutError:
             raise WriteQueueTimeoutError(
                 f"no write turn on this SQLite database within {queue._timeout:g} s "
