@@ -141,7 +141,8 @@ async def test_a_create_whose_commit_fails_is_not_counted(postgres_url: str) -> 
 async def test_exhausted_pool_shows_pending_requests_and_counts_the_timeout(
     postgres_url: str,
 ) -> None:
-    database = {"pool_size": 1, "pool_timeout": 0.5, "read_sessions": "transaction"}
+    # pool_timeout long enough that a loaded machine's scrape sees the create waiting.
+    database = {"pool_size": 1, "pool_timeout": 3.0, "read_sessions": "transaction"}
     database |= {"lock_timeout": 600.0, "statement_timeout": 600.0}
     async with operated_app(postgres_url, database=database) as app, app.client() as client:
         project = await create_project(client)

@@ -138,6 +138,16 @@ class PrometheusMetrics(MetricsRecorder):
             registry=self.registry,
         )
 
+        # (histogram, label values) -> its child: labels() takes a lock and checks the values
+        # on every call, and these are observed several times per request.
+        self._children: dict[tuple[Histogram, tuple[str, ...]], Histogram] = {}
+
+    def _observe(self, histogram: Histogram, labels: tuple[str, ...], seconds: float) -> None:
+        child = self._children.get((histogram, labels))
+        if child is None:
+            child = self._children[(histogram, labels)] = histogram.labels(*labels)
+        child.observe(seconds)
+
     def _histogram(self, name: str, documentation: str) -> Histogram:
         return Histogram(
             name, documentation, ["pool_name"], buckets=CONNECTION_BUCKETS, registry=self.registry
@@ -151,13 +161,13 @@ class PrometheusMetrics(MetricsRecorder):
         self._gauges.pools.pop(pool_name, None)
 
     def connection_created(self, pool_name: str, seconds: float) -> None:
-        self.create_time.labels(pool_name).observe(seconds)
+        self._observe(self.create_time, (pool_name,), seconds)
 
     def connection_waited(self, pool_name: str, seconds: float) -> None:
-        self.wait_time.labels(pool_name).observe(seconds)
+        self._observe(self.wait_time, (pool_name,), seconds)
 
     def connection_used(self, pool_name: str, seconds: float) -> None:
-        self.use_time.labels(pool_name).observe(seconds)
+        self._observe(self.use_time, (pool_name,), seconds)
 
     def connection_timed_out(self, pool_name: str) -> None:
         self.timeouts.labels(pool_name).inc()
@@ -165,4 +175,4 @@ class PrometheusMetrics(MetricsRecorder):
     def session_ended(
         self, pool_name: str, outcome: SessionOutcome, cause: str | None, seconds: float
     ) -> None:
-        self.sessions.labels(pool_name, outcome.value, cause or "none").observe(seconds)
+        self._observe(self.sessions, (pool_name, outcome.value, cause or "none"), seconds)
