@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
     run = sections.Run(
-        settings=sections.Settings(),
+        settings=sections.Settings(duration_s=8.0, rounds=1, connections=PHASES),
         workdir=workdir,
         progress=log,
         claim_stock=0,
