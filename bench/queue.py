@@ -1,7 +1,9 @@
 """The queue section (issue 11): agents living on taskyard, claim -> complete.
 
-16 agents, each a loop over HTTP: claim (one task, or ``"limit": 10``), then complete every
-task it got, one request each. Measured: tasks completed per second, per backend and batch
+16 agents, each a loop over HTTP. Batch 1: claim one task, complete it. Batch 10: claim up to
+10 (``"limit": 10``) and complete them in one request (``POST /tasks/complete``); a third
+kind, ``10 + single completes``, claims 10 and completes each with its own request, to show
+what the batch of completions is worth. Measured: tasks completed per second, per backend and batch
 size, and the server's CPU per task. The stock of pending tasks is reset before each run so
 that every run starts alike. Figures are kept as plain dicts under ``payload["queue"]``,
 one list per measurement kind, so that more kinds (the idle agents of ``wait_seconds``) can
@@ -26,14 +28,14 @@ from bench.servers import RunningApp
 from taskyard.tasks.models import TaskStatus
 
 AGENTS = 16
-BATCHES = (1, 10)
+KINDS = ("1", "10", "10 + single completes")
 GOAL_RATIO = 5.0  # the issue's goal: batch 10 at least 5x batch 1
 
 
 @dataclass(frozen=True)
 class Throughput:
     backend: str
-    batch: int
+    kind: str
     round: int
     tasks: int
     requests: int
@@ -44,7 +46,7 @@ class Throughput:
     def as_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
-            "batch": self.batch,
+            "kind": self.kind,
             "round": self.round,
             "tasks": self.tasks,
             "requests": self.requests,
@@ -80,7 +82,7 @@ async def reset_stock(url: str, project_id: int) -> None:
 
 
 async def _agents(
-    base_url: str, api_key: str, worker_ids: Sequence[int], batch: int, duration_s: float
+    base_url: str, api_key: str, worker_ids: Sequence[int], kind: str, duration_s: float
 ) -> tuple[int, int, int, float]:
     """Run the agents for *duration_s*; (tasks completed, requests, failures, seconds)."""
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -96,8 +98,9 @@ async def _agents(
         async def agent(worker_id: int) -> None:
             nonlocal completed, requests, failures
             claim: dict[str, Any] = {"worker_id": worker_id, "lease_seconds": 600}
-            if batch > 1:
-                claim["limit"] = batch
+            batch = kind != "1"
+            if batch:
+                claim["limit"] = 10
             while time.monotonic() < deadline:
                 response = await client.post("/api/v1/tasks/claim", json=claim)
                 requests += 1
@@ -107,9 +110,20 @@ async def _agents(
                     failures += 1
                     continue
                 body = response.json()
-                tasks = body["items"] if batch > 1 else [body]
+                tasks = body["items"] if batch else [body]
                 if not tasks:
                     return
+                if kind == "10":
+                    items = [{"id": task["id"], "result": {"ok": True}} for task in tasks]
+                    done = await client.post(
+                        "/api/v1/tasks/complete", json={"worker_id": worker_id, "items": items}
+                    )
+                    requests += 1
+                    if done.status_code == 200:
+                        completed += len(tasks)
+                    else:
+                        failures += len(tasks)
+                    continue
                 for task in tasks:
                     done = await client.post(
                         f"/api/v1/tasks/{task['id']}/complete",
@@ -140,15 +154,15 @@ def measure_throughput(
     results = []
     for round_number in range(1, rounds + 1):
         for name, app, url, project_id, worker_ids, api_key in backends:
-            for batch in BATCHES:
+            for kind in KINDS:
                 asyncio.run(reset_stock(url, project_id))
                 cpu_before = app.cpu_seconds()
                 tasks, requests, failures, seconds = asyncio.run(
-                    _agents(app.base_url, api_key, worker_ids[:AGENTS], batch, duration_s)
+                    _agents(app.base_url, api_key, worker_ids[:AGENTS], kind, duration_s)
                 )
                 result = Throughput(
                     backend=name,
-                    batch=batch,
+                    kind=kind,
                     round=round_number,
                     tasks=tasks,
                     requests=requests,
@@ -159,7 +173,7 @@ def measure_throughput(
                 results.append(result)
                 shown = result.as_dict()
                 progress(
-                    f"[queue] {name} batch {batch} round {round_number}: "
+                    f"[queue] {name} batch {kind} round {round_number}: "
                     f"{shown['tasks_per_second']} tasks/s, "
                     f"{shown['server_cpu_ms_per_task']} ms server CPU/task, "
                     f"{failures} failures"
@@ -168,24 +182,28 @@ def measure_throughput(
 
 
 def summarize(results: Sequence[Throughput]) -> dict[str, Any]:
-    """Median tasks/s per backend and batch, and batch 10 over batch 1 per backend."""
-    medians: dict[str, dict[str, float]] = {}
-    for result in results:
-        per_batch = medians.setdefault(result.backend, {})
-        runs = [
-            r.tasks / r.seconds
-            for r in results
-            if (r.backend, r.batch) == (result.backend, result.batch)
-        ]
-        per_batch[str(result.batch)] = round(statistics.median(runs), 1)
-    ratios = {
-        backend: round(per_batch[str(BATCHES[-1])] / per_batch[str(BATCHES[0])], 2)
-        for backend, per_batch in medians.items()
-        if per_batch.get(str(BATCHES[0]))
-    }
-    return {
-        "agents": AGENTS,
-        "tasks_per_second": medians,
-        "batch_ratio": ratios,
-        "goal_ratio": GOAL_RATIO,
-    }
+    """Median tasks/s and server CPU per task, per backend and kind; each kind over batch 1."""
+    summary: dict[str, Any] = {"agents": AGENTS, "goal_ratio": GOAL_RATIO, "backends": {}}
+    for backend in dict.fromkeys(result.backend for result in results):
+        figures: dict[str, Any] = {}
+        for kind in KINDS:
+            runs = [r for r in results if (r.backend, r.kind) == (backend, kind)]
+            if not runs:
+                continue
+            cpu = [1000 * r.server_cpu_s / r.tasks for r in runs if r.tasks]
+            figures[kind] = {
+                "tasks_per_second": round(statistics.median(r.tasks / r.seconds for r in runs), 1),
+                "server_cpu_ms_per_task": round(statistics.median(cpu), 3) if cpu else None,
+            }
+        base = figures.get("1")
+        for figure in figures.values():
+            if base and base["tasks_per_second"]:
+                figure["vs_batch_1"] = round(
+                    figure["tasks_per_second"] / base["tasks_per_second"], 2
+                )
+            if base and base["server_cpu_ms_per_task"] and figure["server_cpu_ms_per_task"]:
+                figure["vs_batch_1_by_cpu"] = round(
+                    base["server_cpu_ms_per_task"] / figure["server_cpu_ms_per_task"], 2
+                )
+        summary["backends"][backend] = figures
+    return summary

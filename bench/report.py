@@ -231,6 +231,31 @@ def memory_section(payload: dict[str, Any]) -> str:
     )
 
 
+def queue_section(payload: dict[str, Any]) -> str:
+    """Tasks/s through claim -> complete (bench.queue); more kinds of figure join below."""
+    summary = (payload.get("queue") or {}).get("summary")
+    if not summary:
+        return "_Not run._"
+    rows = []
+    for backend, figures in summary["backends"].items():
+        for kind, figure in figures.items():
+            rows.append(
+                [
+                    backend,
+                    kind,
+                    figure["tasks_per_second"],
+                    _number(figure.get("server_cpu_ms_per_task"), 3),
+                    _number(figure.get("vs_batch_1")),
+                    _number(figure.get("vs_batch_1_by_cpu")),
+                ]
+            )
+    header = ["backend", "batch", "tasks/s", "CPU ms/task", "/ batch 1", "/ batch 1 by CPU"]
+    return (
+        f"{summary['agents']} agents, each claiming and completing over HTTP. Goal: batch 10 at "
+        f"least {summary['goal_ratio']:g}x batch 1.\n\n" + _table(header, rows)
+    )
+
+
 def micro_section(payload: dict[str, Any]) -> str:
     micro = payload.get("micro") or {}
     if not micro:
@@ -272,6 +297,9 @@ def render(payload: dict[str, Any], plot_name: str) -> str:
         _note("scaling.md"),
         "## Memory",
         memory_section(payload),
+        "## Queue: agents through claim -> complete",
+        queue_section(payload),
+        _note("queue.md"),
         "## Session lifecycle micro-benchmark",
         micro_section(payload),
         _note("micro.md"),

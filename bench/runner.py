@@ -71,7 +71,7 @@ def estimate_seconds(options: Options) -> float:
     if "scaling" in options.sections:
         runs += 3 * 4 * s.rounds
     if "queue" in options.sections:
-        runs += 2 * 2 * s.rounds
+        runs += 2 * 3 * s.rounds  # 2 backends, 3 kinds (bench.queue.KINDS)
     return runs * (s.duration_s + 0.3) + 25 * len(options.sections)
 
 

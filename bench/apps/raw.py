@@ -42,6 +42,7 @@ MAX_ID = 2**31 - 1
 _TASK_COLUMNS = """
     t.id, t.project_id, t.title, t.description, t.status, t.priority, t.version,
     t.created_at, t.updated_at, t.lease_expires_at,
+    t.payload, t.result, t.attempts, t.max_attempts, t.run_after, t.claimed_at, t.last_error,
     p.name AS project_name, w.id AS assignee_id, w.name AS assignee_name
 """
 _AUTH = """
@@ -69,8 +70,9 @@ _LIST = f"""
 _CREATE = f"""
     WITH t AS (
         INSERT INTO tasks (project_id, title, description, status, priority, assignee_id,
-                           version, created_at, updated_at)
-        SELECT $1, $2, $3, 'pending', $4, $5, 1, now(), now()
+                           version, created_at, updated_at, run_after, attempts, max_attempts)
+        SELECT $1, $2, $3, 'pending', $4, $5, 1, now(), now(), now(), 0,
+               (SELECT max_attempts FROM projects WHERE id = $1)
         WHERE EXISTS (SELECT 1 FROM project_members WHERE project_id = $1 AND user_id = $6)
           AND ($5::integer IS NULL
                OR EXISTS (SELECT 1 FROM workers WHERE id = $5 AND project_id = $1))
@@ -129,6 +131,14 @@ def _task_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": _timestamp(row["created_at"]),
         "updated_at": _timestamp(row["updated_at"]),
         "lease_expires_at": _timestamp(row["lease_expires_at"]),
+        # asyncpg returns json columns as their text.
+        "payload": None if row["payload"] is None else json.loads(row["payload"]),
+        "result": None if row["result"] is None else json.loads(row["result"]),
+        "attempts": row["attempts"],
+        "max_attempts": row["max_attempts"],
+        "run_after": _timestamp(row["run_after"]),
+        "claimed_at": _timestamp(row["claimed_at"]),
+        "last_error": row["last_error"],
     }
 
 

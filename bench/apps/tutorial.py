@@ -23,12 +23,13 @@ import os
 import secrets
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import Column, DateTime, String, Text
+from sqlalchemy import JSON, Column, DateTime, String, Text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlmodel import Field, Relationship, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,6 +91,7 @@ class Project(SQLModel, table=True):
     __tablename__ = "projects"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
+    max_attempts: int = 3
 
 
 class ProjectMember(SQLModel, table=True):
@@ -118,6 +120,13 @@ class Task(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_utc_now, sa_column=_timestamp_column())
     updated_at: datetime = Field(default_factory=_utc_now, sa_column=_timestamp_column())
     lease_expires_at: datetime | None = Field(default=None, sa_column=_timestamp_column(True))
+    payload: Any = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    result: Any = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    attempts: int = 0
+    max_attempts: int = 3
+    run_after: datetime = Field(default_factory=_utc_now, sa_column=_timestamp_column())
+    claimed_at: datetime | None = Field(default=None, sa_column=_timestamp_column(True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
 
     project: Project = Relationship(sa_relationship_kwargs={"lazy": "selectin"})
     assignee: Worker | None = Relationship(sa_relationship_kwargs={"lazy": "selectin"})
@@ -164,6 +173,13 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     lease_expires_at: datetime | None
+    payload: Any
+    result: Any
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    claimed_at: datetime | None
+    last_error: str | None
 
 
 class TaskPage(BaseModel):
@@ -253,7 +269,9 @@ async def create_task(
         worker = await db.get(Worker, data.assignee_id)
         if worker is None or worker.project_id != data.project_id:
             raise HTTPException(status_code=422, detail="Unknown assignee")
-    new_task = Task(**data.model_dump())
+    project = await db.get(Project, data.project_id)
+    assert project is not None  # require_member found it
+    new_task = Task(**data.model_dump(), max_attempts=project.max_attempts)
     db.add(new_task)
     await db.commit()
     await db.refresh(new_task)

@@ -306,6 +306,7 @@ def test_openapi_publishes_the_header_and_the_retention() -> None:
             (f"{API}/projects", "post"),
             (f"{API}/tasks", "post"),
             (f"{API}/tasks/claim", "post"),
+            (f"{API}/tasks/complete", "post"),
             (f"{API}/tasks/{{task_id}}/complete", "post"),
             (f"{API}/tasks/{{task_id}}/fail", "post"),
             (f"{API}/tasks/{{task_id}}/retry", "post"),

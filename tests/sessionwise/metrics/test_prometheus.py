@@ -151,17 +151,15 @@ async def test_slow_session_warning_names_label_hold_time_and_statements(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="sessionwise")
-    async with Database(sqlite_url, slow_session_warning=60.0) as db:
-        async with db.session() as session:
-            await session.execute(text("SELECT 1"))  # well under a minute: no warning
+    async with Database(sqlite_url, slow_session_warning=60.0) as db, db.session() as session:
+        await session.execute(text("SELECT 1"))  # well under a minute: no warning
     assert not caplog.records
     # No recorder: the warning needs none.
-    async with Database(sqlite_url, slow_session_warning=0.05) as db:
-        async with db.session() as session:
-            session.info[SESSION_LABEL_KEY] = "GET /things/{thing_id}"
-            await session.execute(text("SELECT 1"))
-            await anyio.sleep(0.1)
-            await session.execute(text("SELECT 2"))
+    async with Database(sqlite_url, slow_session_warning=0.05) as db, db.session() as session:
+        session.info[SESSION_LABEL_KEY] = "GET /things/{thing_id}"
+        await session.execute(text("SELECT 1"))
+        await anyio.sleep(0.1)
+        await session.execute(text("SELECT 2"))
     [record] = [r for r in caplog.records if r.name == "sessionwise"]
     assert record.levelno == logging.WARNING
     message = record.getMessage()

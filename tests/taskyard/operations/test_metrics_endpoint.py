@@ -99,14 +99,24 @@ async def test_queue_events_count_complete_fail_dead_and_expired_leases(sqlite_u
         # The next claim takes the lease back first (its only attempt: the task is dead).
         nothing = await client.post("/api/v1/tasks/claim", json={"worker_id": worker})
         assert nothing.status_code == 204
+        # A batch: two claimed in one request, completed in one request.
+        for _ in range(2):
+            await create_task(client, project)
+        batch = await client.post("/api/v1/tasks/claim", json={"worker_id": worker, "limit": 5})
+        items = [{"id": task["id"], "result": None} for task in batch.json()["items"]]
+        assert len(items) == 2
+        finished = await client.post(
+            "/api/v1/tasks/complete", json={"worker_id": worker, "items": items}
+        )
+        assert finished.status_code == 200, finished.text
         metrics = await app.scrape()
-    assert metrics.value("taskyard_tasks_created_total") == 3
-    assert metrics.value("taskyard_tasks_claimed_total") == 3
-    assert metrics.value("taskyard_tasks_completed_total") == 1
+    assert metrics.value("taskyard_tasks_created_total") == 5
+    assert metrics.value("taskyard_tasks_claimed_total") == 5
+    assert metrics.value("taskyard_tasks_completed_total") == 3
     assert metrics.value("taskyard_task_attempts_failed_total") == 1
     assert metrics.value("taskyard_tasks_dead_total") == 1  # the failed one; expiry is apart
     assert metrics.value("taskyard_task_leases_expired_total") == 1
-    assert metrics.value("taskyard_task_claim_latency_seconds_count") == 3
+    assert metrics.value("taskyard_task_claim_latency_seconds_count") == 5
 
 
 @pytest.mark.postgres

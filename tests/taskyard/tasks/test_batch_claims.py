@@ -24,6 +24,7 @@ API = "/api/v1"
 CLAIMERS = 16
 TASKS = 2_000
 BATCH = 10
+MARKER = "payload-marker-7f3a9c"
 
 
 async def _claim_batches_until_empty(
@@ -107,9 +108,11 @@ async def test_batch_claims_over_http_on_postgres(postgres_url: str, tmp_path: P
             results = await asyncio.gather(
                 *(_claim_batches_until_empty(client, w) for w in workers)
             )
+            await _payloads_results_and_errors_with(client, project_id, workers[0], MARKER)
+        assert MARKER not in app.log(), "a payload, result or error reached the server log"
         rows = await pg_fetch(
             database_url,
-            "SELECT id, assignee_id, status FROM tasks WHERE project_id = $1",
+            "SELECT id, assignee_id, status FROM tasks WHERE project_id = $1 AND payload IS NULL",
             project_id,
         )
     _check_exactly_once(results, {row[0] for row in rows})
@@ -118,6 +121,29 @@ async def test_batch_claims_over_http_on_postgres(postgres_url: str, tmp_path: P
     }
     assert {row[0]: row[1] for row in rows} == owners
     assert {row[2] for row in rows} == {"in_progress"}
+
+
+async def _payloads_results_and_errors_with(
+    client: httpx.AsyncClient, project_id: int, worker_id: int, marker: str
+) -> None:
+    """One task completed and one failed, each carrying *marker* in what they store."""
+    for title in ("keep", "drop"):
+        created = await client.post(
+            f"{API}/tasks",
+            json={"project_id": project_id, "title": title, "payload": {"secret": marker}},
+        )
+        assert created.status_code == 201, created.text
+    claim = {"worker_id": worker_id, "limit": 2}
+    kept, dropped = (await client.post(f"{API}/tasks/claim", json=claim)).json()["items"]
+    assert kept["payload"] == {"secret": marker}
+    done = await client.post(
+        f"{API}/tasks/{kept['id']}/complete", json={"worker_id": worker_id, "result": [marker]}
+    )
+    assert done.status_code == 200, done.text
+    failed = await client.post(
+        f"{API}/tasks/{dropped['id']}/fail", json={"worker_id": worker_id, "error": marker}
+    )
+    assert failed.json()["last_error"] == marker
 
 
 async def _project_with_workers(client: httpx.AsyncClient, owner: Actor) -> tuple[int, list[int]]:

@@ -140,6 +140,16 @@ async def test_payload_size_limit_and_validation(queue: Queue) -> None:
     assert malformed.status_code == 400
     assert malformed.json()["type"] == "/problems/malformed-json"
 
+    # What Python's parser takes but JSON columns and clients cannot: refused, stored nowhere.
+    for value in ("NaN", "Infinity", "-1e400", '"\\ud800"', '{"a": [1, NaN]}'):
+        odd = await queue.client.post(
+            f"{API}/tasks",
+            content=f'{{"project_id": {queue.project_id}, "title": "t", "payload": {value}}}',
+            headers={**queue.owner.headers, "Content-Type": "application/json"},
+        )
+        assert odd.status_code == 422, (value, odd.text)
+        assert odd.json()["errors"][0]["field"] == "payload"
+
     # A result is held to the same limit; the task stays in progress.
     task = (await queue.claim()).json()
     refused = await queue.post(
@@ -341,6 +351,15 @@ async def test_complete_and_fail_honour_idempotency_keys(queue: Queue) -> None:
     assert replay.json() == failed.json()
     assert len((await queue.get(f"/tasks/{other['id']}/attempts")).json()) == 1  # counted once
 
+    # A keyed batch claim, retried, gets the same tasks and takes no others.
+    fresh = [(await queue.create())["id"] for _ in range(3)]
+    claim = {"worker_id": queue.workers[1], "lease_seconds": 60, "limit": 2}
+    first_claim = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    retried = await queue.post("/tasks/claim", claim, **{"Idempotency-Key": '"b-1"'})
+    assert retried.json() == first_claim.json()
+    assert [t["id"] for t in retried.json()["items"]] == fresh[:2]
+    assert (await queue.get(f"/tasks/{fresh[2]}")).json()["status"] == "pending"
+
 
 async def test_queue_endpoints_are_for_members_only(
     queue: Queue, bob: Actor, api_client: httpx.AsyncClient
@@ -359,3 +378,43 @@ async def test_queue_endpoints_are_for_members_only(
         assert "s3cr3t" not in response.text
     assert (await outsider.get(f"/tasks/{task['id']}/attempts")).status_code == 404
     assert (await queue.get(f"/tasks/{task['id']}")).json()["status"] == "in_progress"
+
+
+async def test_a_batch_of_completions_is_all_or_nothing(queue: Queue) -> None:
+    ids = [(await queue.create(title=f"t{n}"))["id"] for n in range(4)]
+    claimed = (await queue.claim(0, limit=3)).json()["items"]
+    assert [t["id"] for t in claimed] == ids[:3]
+    other = (await queue.claim(1)).json()
+    assert other["id"] == ids[3]
+
+    # One task not held by the worker (or not found): nothing is completed.
+    for foreign, status in ((ids[3], 409), (999_999, 404)):
+        items = [{"id": ids[0], "result": 0}, {"id": foreign, "result": 1}]
+        refused = await queue.post(
+            "/tasks/complete", {"worker_id": queue.workers[0], "items": items}
+        )
+        assert refused.status_code == status, refused.text
+        assert (await queue.get(f"/tasks/{ids[0]}")).json()["status"] == "in_progress"
+
+    items = [{"id": ids[2], "result": {"n": 2}}, {"id": ids[0], "result": [0]}, {"id": ids[1]}]
+    done = await queue.post("/tasks/complete", {"worker_id": queue.workers[0], "items": items})
+    assert done.status_code == 200, done.text
+    answered = done.json()["items"]
+    assert [(t["id"], t["status"], t["result"]) for t in answered] == [
+        (ids[2], "done", {"n": 2}),
+        (ids[0], "done", [0]),
+        (ids[1], "done", None),
+    ]
+    for task in answered:
+        stored = (await queue.get(f"/tasks/{task['id']}")).json()
+        assert stored == task
+        assert (stored["version"], stored["lease_expires_at"]) == (3, None)
+    again = await queue.post("/tasks/complete", {"worker_id": queue.workers[0], "items": items})
+    assert again.status_code == 409
+
+    for bad in ([], [{"id": ids[3]}, {"id": ids[3]}], [{"id": n} for n in range(1, 102)]):
+        invalid = await queue.post("/tasks/complete", {"worker_id": queue.workers[1], "items": bad})
+        assert invalid.status_code == 422, bad
+    assert (
+        await queue.client.get(f"{API}/tasks/complete", headers=queue.owner.headers)
+    ).status_code == 405

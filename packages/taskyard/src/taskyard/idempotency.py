@@ -81,7 +81,8 @@ def describe_retention(settings: Settings) -> str:
     """The promise published in the OpenAPI description."""
     hours = f"{settings.idempotency_retention_hours:g}"
     return (
-        f"`POST /tasks`, `/tasks/claim`, `/tasks/{{id}}/complete`, `/fail` and `/retry`, "
+        f"`POST /tasks`, `/tasks/claim`, `/tasks/complete`, `/tasks/{{id}}/complete`, `/fail` "
+        "and `/retry`, "
         "`/projects` and `/workers` accept an optional "
         f'`{IDEMPOTENCY_KEY_HEADER}: "<unique value>"` header. A retry with the same key and '
         "the same request (method, path and body) gets the first answer again, marked "

@@ -79,8 +79,8 @@ class QueueMetrics:
     def leases_expired(self, count: int) -> None:
         self.expired.inc(count)
 
-    def task_completed(self) -> None:
-        self.completed.inc()
+    def tasks_completed(self, count: int) -> None:
+        self.completed.inc(count)
 
     def task_failed(self, *, dead: bool) -> None:
         self.failed.inc()

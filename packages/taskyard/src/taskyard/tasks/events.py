@@ -34,7 +34,9 @@ class QueueEvents(Protocol):
         """*count* leases ran out and were taken back (their workers vanished)."""
         ...
 
-    def task_completed(self) -> None: ...
+    def tasks_completed(self, count: int) -> None:
+        """A worker completed *count* tasks (one, or a batch)."""
+        ...
 
     def task_failed(self, *, dead: bool) -> None:
         """A worker failed an attempt; *dead*: it was the task's last."""

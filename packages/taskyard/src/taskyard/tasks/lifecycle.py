@@ -10,11 +10,11 @@
                                     │    after a backoff)    └─fail / expire, last attempt─▶ dead
                                     └──────────────retry (a member)─────────────────────────┘
 
-A member may also set a status by hand (``PATCH``, the `Event.EDIT` rows): to ``pending``,
-``done``, ``failed`` (given up, no retry) or ``cancelled``, from any status but ``dead``; a
+A member may also set a status by hand (``PATCH``, the `Event.EDIT` rows), from any status
+but ``dead``: ``failed`` gives up without a retry; ``in_progress`` set by hand (a person
+working on it) keeps whatever lease the task has, and without one it is never taken back. A
 dead task goes back to work through ``retry`` only, which also gives it a fresh set of
-attempts (``retry`` also requeues ``failed`` and ``cancelled`` tasks). ``in_progress`` is
-reached by a claim only, so it always has a holder and a lease.
+attempts (``retry`` also requeues ``failed`` and ``cancelled`` tasks).
 """
 
 from __future__ import annotations
@@ -50,9 +50,8 @@ _TRANSITIONS: Mapping[tuple[TaskStatus, Event], tuple[TaskStatus, ...]] = {
     (_R, Event.FAIL): (_P, _X),
     (_R, Event.EXPIRE): (_P, _X),
     **{(status, Event.RETRY): (_P,) for status in (_X, _F, _C)},
-    **{(status, Event.EDIT): (_P, _D, _F, _C) for status in (_P, _D, _F, _C)},
+    **{(status, Event.EDIT): (_P, _R, _D, _F, _C) for status in (_P, _R, _D, _F, _C)},
     # The same status again is no change (a client sending back the whole task).
-    (_R, Event.EDIT): (_P, _R, _D, _F, _C),
     (_X, Event.EDIT): (_X,),
 }
 

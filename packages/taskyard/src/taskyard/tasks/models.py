@@ -80,8 +80,14 @@ class Task(TableModel, table=True):
     # backoff. Never NULL, so that it can order claims inside ix_tasks_claim_order.
     run_after: datetime = Field(
         default_factory=utc_now,
-        # Also the default of Core inserts (the benchmark's seeds, bulk loads): due now.
-        sa_column=Column(UTCDateTime(), nullable=False, default=utc_now),
+        # Also the default of Core inserts (the benchmark's seeds, bulk loads) and of plain SQL
+        # ones that predate the column: due now.
+        sa_column=Column(
+            UTCDateTime(),
+            nullable=False,
+            default=utc_now,
+            server_default=text("CURRENT_TIMESTAMP"),
+        ),
     )
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)

@@ -93,6 +93,12 @@ _ONE = _READ.where(_tasks.c.id == bindparam("task_id"), _VISIBLE)
 # ignores the clause; its write transaction holds the database's write lock (sessionwise
 # begins it IMMEDIATE).
 _ONE_LOCKED = _ONE.with_for_update(of=_tasks)
+# Several tasks at once, locked in id order (two batches over the same tasks cannot deadlock).
+_MANY_LOCKED = (
+    _READ.where(_tasks.c.id.in_(bindparam("task_ids", expanding=True)), _VISIBLE)
+    .order_by(_tasks.c.id)
+    .with_for_update(of=_tasks)
+)
 
 
 _CLAIM_ORDER = (_tasks.c.priority.desc(), _tasks.c.run_after, _tasks.c.id)
@@ -226,6 +232,18 @@ _WRITE = (
         }
     )
     .returning(_tasks.c.version)
+)
+# A batch of completions: one statement, executed for each locked task (its version known).
+_FINISH = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("task_id"), _tasks.c.version == bindparam("expected"))
+    .values(
+        status=bindparam("new_status"),
+        result=bindparam("new_result"),
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+        version=_tasks.c.version + 1,
+    )
 )
 _DELETE = delete(_tasks).where(
     _tasks.c.id == bindparam("task_id"), _tasks.c.version == bindparam("expected")
@@ -364,6 +382,16 @@ class TaskRepository:
         params.update(task_id=task.id, expected=task.version)
         row = (await self._rows(_WRITE, params)).first()
         return None if row is None else int(row.version)
+
+    async def visible_many(self, task_ids: list[int], user_id: int) -> list[TaskRead]:
+        """Those of the tasks whose project *user_id* is a member of, rows locked, by id."""
+        params = {"task_ids": task_ids, "user_id": user_id}
+        return [_task_read(row) for row in await self._rows(_MANY_LOCKED, params)]
+
+    async def finish_many(self, finished: list[dict[str, Any]], now: datetime) -> None:
+        """Set status and result of locked tasks: each ``{"task_id", "expected",
+        "new_status", "new_result"}``; each gets version ``expected + 1``."""
+        await self._rows(_FINISH, [{**values, "now": now} for values in finished])
 
     async def delete(self, task: TaskRead) -> bool:
         result = await self._rows(_DELETE, {"task_id": task.id, "expected": task.version})

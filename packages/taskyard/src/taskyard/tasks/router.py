@@ -3,7 +3,7 @@ a batch), completions, failures and retries."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
@@ -23,6 +23,7 @@ from taskyard.tasks.schemas import (
     AttemptRead,
     ClaimedTasks,
     ClaimRequest,
+    CompleteManyRequest,
     CompleteRequest,
     FailRequest,
     HeartbeatRequest,
@@ -55,6 +56,13 @@ async def _queue_events(request: Request) -> QueueEvents | None:
 
 
 Events = Annotated[QueueEvents | None, Depends(_queue_events)]
+
+
+def _keyed_task(*problems: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of a keyed operation answering one task: its ETag and the replay."""
+    entries = idempotent(200)
+    entries[200] = {"headers": {**entries[200]["headers"], **_ETAG_HEADER}}
+    return {**entries, **problem_responses(*problems)} if problems else entries
 
 
 @router.post(
@@ -129,10 +137,33 @@ async def claim_task(
     return await idempotency.answer(task, status_code=status.HTTP_200_OK, headers=headers)
 
 
+@router.post(
+    "/complete",
+    response_model=ClaimedTasks,
+    summary="Finish several tasks the worker holds, with their results: all or none",
+    response_description='`{"items": [...]}`: the tasks completed, in the order given',
+    responses=idempotent(200),
+)
+async def complete_tasks(
+    data: CompleteManyRequest,
+    caller: CurrentUser,
+    session: SessionDep,
+    idempotency: IdempotencyDep,
+    events: Events,
+) -> ClaimedTasks | Response:
+    # An agent that claimed a batch reports it in one request, not one per task.
+    if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
+        return replay
+    tasks = await TaskService(session, events=events).complete_batch(data, caller.id)
+    return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
+
+
 @router.api_route("/claim", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-async def claim_other_methods() -> None:
-    # Without this, PATCH /tasks/claim would reach PATCH /tasks/{task_id} and answer 422
-    # for task_id="claim"; the resource exists and only POST is allowed on it.
+@router.api_route("/complete", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def post_only() -> None:
+    # Without this, PATCH /tasks/claim (or /tasks/complete) would reach PATCH
+    # /tasks/{task_id} and answer 422 for task_id="claim"; the resource exists and only POST
+    # is allowed on it.
     raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": "POST"})
 
 
@@ -203,7 +234,7 @@ async def _answer(task: TaskRead, idempotency: IdempotencyDep) -> TaskRead | Res
     "/{task_id}/complete",
     response_model=TaskRead,
     summary="Finish the task the worker holds, with its result",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+    responses=_keyed_task(),
 )
 async def complete_task(
     task_id: ResourceId,
@@ -225,7 +256,7 @@ async def complete_task(
     summary="Fail the attempt the worker holds: retried after a backoff, or dead",
     response_description="The task: pending again (see `run_after`), or dead after its last "
     "attempt",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}},
+    responses=_keyed_task(),
 )
 async def fail_task(
     task_id: ResourceId,
@@ -246,7 +277,7 @@ async def fail_task(
     "/{task_id}/retry",
     response_model=TaskRead,
     summary="Requeue a dead, failed or cancelled task now, with a fresh set of attempts",
-    responses={**idempotent(200), 200: {"headers": {**_ETAG_HEADER}}, **problem_responses(412)},
+    responses=_keyed_task(412),
 )
 async def retry_task(
     task_id: ResourceId,

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, JsonValue, model_validator
 
 from taskyard.api_types import (
     INTEGRAL,
@@ -27,7 +27,9 @@ __all__ = [
     "AttemptRead",
     "ClaimRequest",
     "ClaimedTasks",
+    "CompleteManyRequest",
     "CompleteRequest",
+    "Completion",
     "FailRequest",
     "HeartbeatRequest",
     "LeaseSeconds",
@@ -42,7 +44,17 @@ MAX_JSON_BYTES = 64 * 1024
 
 
 def _bounded_json(value: JsonValue) -> JsonValue:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    # Python's JSON parser takes NaN, Infinity and 1e400 (inf), which no JSON column or
+    # client can: refused here (allow_nan=False), as are lone surrogates, which cannot be
+    # encoded as UTF-8 (and so neither stored by PostgreSQL nor sent back).
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     if size > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON ({size})")
     return value
@@ -117,6 +129,24 @@ class CompleteRequest(InputModel):
     result: StoredJson = _json_field("What the work produced; any JSON value.")
 
 
+class Completion(InputModel):
+    id: ResourceId = Field(description="A task the worker holds.")
+    result: StoredJson = _json_field("What the work produced; any JSON value.")
+
+
+class CompleteManyRequest(InputModel):
+    """Several completions at once: all of them, or (a 404 or 409) none."""
+
+    worker_id: ResourceId = Field(description="The worker holding the leases.")
+    items: list[Completion] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CompleteManyRequest:
+        if len({item.id for item in self.items}) != len(self.items):
+            raise ValueError("each task at most once")
+        return self
+
+
 class FailRequest(InputModel):
     worker_id: ResourceId = Field(description="The worker holding the lease.")
     error: ErrorText = Field(description="What went wrong; kept with the attempt.")
@@ -150,7 +180,8 @@ class TaskRead(BaseModel):
 
 
 class ClaimedTasks(BaseModel):
-    """The answer to a claim with ``limit``: the tasks claimed, best first (maybe none)."""
+    """The answer to a claim with ``limit`` (the tasks claimed, best first, maybe none) and
+    to a batch of completions (the tasks completed, in the order given)."""
 
     items: list[TaskRead]
 

@@ -23,6 +23,7 @@ from taskyard.tasks.repository import Claimer, ExpiredLease, TaskFilters, TaskRe
 from taskyard.tasks.schemas import (
     AttemptRead,
     ClaimRequest,
+    CompleteManyRequest,
     CompleteRequest,
     FailRequest,
     HeartbeatRequest,
@@ -295,8 +296,43 @@ class TaskService:
             "result": data.result,
             "lease_expires_at": None,
         }
-        self._report(lambda events: events.task_completed())
+        self._report(lambda events: events.tasks_completed(1))
         return await self._write(task, changes, task.assignee)
+
+    async def complete_batch(self, data: CompleteManyRequest, user_id: int) -> list[TaskRead]:
+        """Complete several tasks the worker holds, with their results, in one transaction:
+        all of them, or none (a 404 for a task not found, a 409 for one not held)."""
+        wanted = [item.id for item in data.items]
+        found = {task.id: task for task in await self.tasks.visible_many(wanted, user_id)}
+        finished, shown = [], []
+        now = utc_now()
+        for item in data.items:
+            task = found.get(item.id)
+            if task is None:
+                raise task_not_found(item.id)
+            holder = None if task.assignee is None else task.assignee.id
+            if task.status is not TaskStatus.IN_PROGRESS or holder != data.worker_id:
+                raise _lease_not_held(task.id, data.worker_id)
+            status = next_status(task.id, task.status, Event.COMPLETE)
+            finished.append(
+                {
+                    "task_id": task.id,
+                    "expected": task.version,
+                    "new_status": status,
+                    "new_result": item.result,
+                }
+            )
+            changes = {
+                "status": status,
+                "result": item.result,
+                "lease_expires_at": None,
+                "updated_at": now,
+                "version": task.version + 1,  # the row is locked: no one else moves it
+            }
+            shown.append(task.model_copy(update=changes))
+        await self.tasks.finish_many(finished, now)
+        self._report(lambda events: events.tasks_completed(len(shown)))
+        return shown
 
     async def fail(self, task_id: int, data: FailRequest, user_id: int) -> TaskRead:
         """The holder of the lease failed the attempt: pending again after a backoff, or dead

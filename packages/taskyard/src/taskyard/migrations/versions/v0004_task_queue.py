@@ -66,7 +66,13 @@ def upgrade() -> None:
     # Existing tasks have been claimable since they were created.
     op.execute(sa.text("UPDATE tasks SET run_after = created_at"))
     with op.batch_alter_table("tasks") as batch:
-        batch.alter_column("run_after", existing_type=sa.DateTime(timezone=True), nullable=False)
+        # The server default: inserts in plain SQL that predate the column still work.
+        batch.alter_column(
+            "run_after",
+            existing_type=sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+        )
     op.create_index(
         "ix_tasks_claim_order",
         "tasks",
