@@ -31,7 +31,7 @@ def _downgrade(connection: Connection) -> None:
 async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: str) -> None:
     async with create_database(Settings(database_url=database_url)) as db:
         await upgrade(db)
-        assert await current_revision(db) == head_revision() == "v0004_task_queue"
+        assert await current_revision(db) == head_revision() == "v0005_board_sessions"
         async with db.engine.connect() as connection:
             assert await connection.run_sync(_differences) == []
             tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
@@ -45,7 +45,7 @@ async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: s
         assert await current_revision(db) is None
 
         await upgrade(db)  # and back up again
-        assert await current_revision(db) == head_revision() == "v0004_task_queue"
+        assert await current_revision(db) == head_revision() == "v0005_board_sessions"
 
 
 async def test_existing_tasks_survive_the_queue_migration(database_url: str) -> None:
@@ -58,7 +58,7 @@ async def test_existing_tasks_survive_the_queue_migration(database_url: str) -> 
             for statement, params in _V0003_ROWS:
                 await connection.execute(text(statement), {"at": created, **params})
         await upgrade(db)
-        assert await current_revision(db) == "v0004_task_queue"
+        assert await current_revision(db) == head_revision()
         async with db.engine.connect() as connection:
             rows = (
                 await connection.execute(

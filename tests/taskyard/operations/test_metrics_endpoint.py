@@ -236,3 +236,12 @@ async def _openapi(client: httpx.AsyncClient) -> dict[str, object]:
     async with client:
         document: dict[str, object] = (await client.get("/openapi.json")).json()
     return document
+
+
+async def test_a_mounted_sub_app_is_labelled_with_its_prefix(sqlite_url: str) -> None:
+    async with operated_app(sqlite_url) as app, app.client() as client:
+        await client.get("/board/projects/4711")  # the board redirects to its sign-in page
+        metrics = await app.scrape()
+    routes = {labels for (name, labels) in metrics.samples if name == DURATION}
+    assert any(("route", "/board/projects/{project_id}") in labels for labels in routes)
+    assert "4711" not in metrics.text

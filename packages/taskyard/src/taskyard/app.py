@@ -6,30 +6,25 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic.json_schema import models_json_schema
 
 from sessionwise import Database
 from sessionwise.fastapi import install_error_handlers
 from sessionwise.metrics import FanOut, MetricsRecorder
 from taskyard import health, problem_docs
+from taskyard.board import mount_board
 from taskyard.body_limit import BodyLimitMiddleware
 from taskyard.idempotency import describe_retention, install_idempotency, purging
+from taskyard.openapi_contract import document_contract, operation_id
 from taskyard.operations import metrics as metrics_endpoint
 from taskyard.operations.metrics import AppMetrics
 from taskyard.operations.request_ids import RequestIdMiddleware
 from taskyard.operations.request_metrics import RequestMetricsMiddleware, request_duration
 from taskyard.operations.tracing import install_tracing, trace_statements, tracer_provider_for
 from taskyard.pagination import CursorCodec
-from taskyard.problems import (
-    Problem,
-    database_problem,
-    install_problem_handlers,
-    problem_responses,
-)
+from taskyard.problems import database_problem, install_problem_handlers, problem_responses
 from taskyard.projects.router import router as projects_router
 from taskyard.settings import Settings
 from taskyard.tasks.backoff import RetryPolicy
@@ -80,6 +75,7 @@ def create_app(
         summary="A task queue for teams and their agents.",
         description=describe_retention(settings),
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # "tasks-create_task", not FastAPI's default
     )
     app.state.settings = settings
     app.state.retry_policy = RetryPolicy(
@@ -87,7 +83,8 @@ def create_app(
     )
     idempotency = install_idempotency(app, settings)
     key = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
-    app.state.cursor_codec = CursorCodec(key or secrets.token_bytes(32))
+    secret = key or secrets.token_bytes(32)
+    app.state.cursor_codec = CursorCodec(secret)
     install_problem_handlers(app)
     install_error_handlers(app, render=database_problem)  # 409 / 503 / 504 as problems
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size)
@@ -111,7 +108,8 @@ def create_app(
     if app_metrics is not None:
         app.include_router(metrics_endpoint.router)  # GET /metrics, not in the schema
     app.include_router(problem_docs.router)
-    _document_problems(app)
+    mount_board(app, secret)  # /board: pages for people, not in the OpenAPI document
+    document_contract(app)  # operation ids' counterpart: Problem schema, OpenAPI links
     return app
 
 
@@ -134,22 +132,3 @@ def _recorder(
 def create_app_from_env() -> FastAPI:
     """`create_app` with `Settings` from ``TASKYARD_*``: uvicorn's factory for ``--workers``."""
     return create_app(Settings())
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Add the `Problem` schema that ``problem_responses`` refer to, to the OpenAPI document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = build()
-        _, definitions = models_json_schema(
-            [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
-        )
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(definitions.get("$defs", {}))
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]

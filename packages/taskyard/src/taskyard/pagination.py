@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -22,9 +23,21 @@ from fastapi import Depends, Query, Request
 from taskyard.api_types import MAX_ID
 from taskyard.errors import FieldError, ProblemError, ProblemKind
 
-__all__ = ["CursorCodec", "PageRequest", "page_request"]
+__all__ = [
+    "CURSOR_PATTERN",
+    "MAX_CURSOR_LENGTH",
+    "CursorCodec",
+    "PageRequest",
+    "page_request",
+]
 
 _MAC_BYTES = 16
+# The shape of every cursor `CursorCodec.encode` makes (two unpadded base64url parts), and
+# a bound well above the longest one. `decode` checks both before anything else, and the
+# schema publishes both; what no schema can say is whether this service signed it.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+MAX_CURSOR_LENGTH = 200
+_CURSOR = re.compile(CURSOR_PATTERN)
 _RowT = TypeVar("_RowT")
 
 
@@ -51,6 +64,8 @@ class CursorCodec:
 
     def decode(self, listing: str, cursor: str) -> int:
         """The id a cursor continues after; `ProblemError` (400) if it is not genuine."""
+        if len(cursor) > MAX_CURSOR_LENGTH or _CURSOR.fullmatch(cursor) is None:
+            raise _invalid_cursor()
         try:
             payload_text, mac_text = cursor.split(".")
             payload, mac = _b64decode(payload_text), _b64decode(mac_text)
@@ -105,7 +120,13 @@ def page_request(listing: str) -> Callable[..., Any]:
         limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
         cursor: Annotated[
             str | None,
-            Query(max_length=200, description="`next_cursor` of the previous page."),
+            Query(
+                description="`next_cursor` of the previous page, unchanged. Opaque: a cursor "
+                "of this shape that this service did not issue for this listing is a 400 "
+                "`/problems/invalid-cursor`, like one of any other shape.",
+                # Documented, checked by the codec: every bad cursor is the same 400.
+                json_schema_extra={"maxLength": MAX_CURSOR_LENGTH, "pattern": CURSOR_PATTERN},
+            ),
         ] = None,
     ) -> PageRequest:
         after = codec.decode(listing, cursor) if cursor is not None else None

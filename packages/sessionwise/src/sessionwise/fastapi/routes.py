@@ -5,7 +5,9 @@ and whatever a client sent). FastAPI leaves the matched route in ``scope["route"
 FastAPI 0.137 a route of an included router is the router's own object, whose ``path`` lacks
 the include's prefix (``/tasks/{task_id}``). The app's full templates are read once per app
 from its routes (FastAPI's ``effective_route_contexts()`` of each included router, the same
-source its OpenAPI document uses) and looked up by route.
+source its OpenAPI document uses) and looked up by route. A route of a mounted sub-app gets
+the mount's prefix (``/board/tasks/{task_id}``): Starlette's ``Mount`` extends the scope's
+``root_path`` past the outermost app's (``app_root_path``).
 """
 
 from __future__ import annotations
@@ -50,4 +52,11 @@ def route_template(scope: Scope) -> str | None:
         known = {}  # first request, or routes added since: read them (again)
         _collect(router.routes, known)
         _templates[app] = known
-    return known.get(id(route)) or getattr(route, "path", None)
+    template = known.get(id(route)) or getattr(route, "path", None)
+    if template is None:
+        return None
+    outermost = scope.get("app_root_path")
+    root_path: str = scope.get("root_path", "")
+    if outermost is not None and root_path.startswith(outermost):
+        template = root_path[len(outermost) :] + template  # the mounts' prefixes
+    return template

@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from taskyard import idempotency as _idempotency  # noqa: F401
+from taskyard.board import models as _board  # noqa: F401
 from taskyard.projects import models as _projects  # noqa: F401
 from taskyard.settings import Settings
 from taskyard.tables import metadata

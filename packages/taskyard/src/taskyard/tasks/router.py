@@ -179,7 +179,8 @@ async def read_task(
 @router.patch(
     "/{task_id}",
     summary="Change a task (If-Match: its ETag, or last write wins)",
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(412)},
+    # 409: a status change the task's lifecycle does not allow.
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(409, 412)},
 )
 async def update_task(
     caller: CurrentUser,
