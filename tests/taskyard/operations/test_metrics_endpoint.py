@@ -21,6 +21,7 @@ from tests.conftest import _asyncpg_dsn
 from tests.sessionwise.metrics.scrape import Scrape
 from tests.support.taskyard_api import create_project, create_task, create_worker
 from tests.support.waiting import wait_until
+from tests.taskyard.board.board_client import sign_in
 from tests.taskyard.operations.conftest import operated_app
 
 DURATION = "http_server_request_duration_seconds_count"
@@ -245,3 +246,13 @@ async def test_a_mounted_sub_app_is_labelled_with_its_prefix(sqlite_url: str) ->
     routes = {labels for (name, labels) in metrics.samples if name == DURATION}
     assert any(("route", "/board/projects/{project_id}") in labels for labels in routes)
     assert "4711" not in metrics.text
+
+
+async def test_a_task_created_on_the_board_is_counted(sqlite_url: str) -> None:
+    async with operated_app(sqlite_url) as app, app.client() as client:
+        project = await create_project(client)
+        visitor = await sign_in(client, app.actor.api_key)
+        created = await visitor.post(f"/projects/{project}/tasks", {"title": "from the board"})
+        assert created.status_code in (200, 303), created.text
+        metrics = await app.scrape()
+    assert metrics.value("taskyard_tasks_created_total") == 1

@@ -16,7 +16,7 @@ from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
 from taskyard.tasks.backoff import RetryPolicy
-from taskyard.tasks.events import QueueEvents
+from taskyard.tasks.dependencies import QueueEventsDep
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import (
@@ -49,13 +49,7 @@ def _retry_policy(request: Request) -> RetryPolicy:
 Retries = Annotated[RetryPolicy, Depends(_retry_policy)]
 
 
-async def _queue_events(request: Request) -> QueueEvents | None:
-    # The app's queue metrics (taskyard.operations.metrics), when it has them.
-    events: QueueEvents | None = getattr(request.app.state, "queue_events", None)
-    return events
-
-
-Events = Annotated[QueueEvents | None, Depends(_queue_events)]
+Events = QueueEventsDep
 
 
 def _keyed_task(*problems: int) -> dict[int | str, dict[str, Any]]:
