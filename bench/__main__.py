@@ -108,6 +108,13 @@ def main(argv: list[str]) -> int:
             f"(>= {verdict['vs_raw_target']}), taskyard/tutorial {verdict['vs_tutorial']} "
             f"(>= {verdict['vs_tutorial_target']}), p99@128 x{verdict['p99_vs_raw_at_128']}"
         )
+    for verdict in payload["ceiling_targets"]:
+        log(
+            f"{verdict['call']:>6}: sessionwise/ceiling {verdict['sessionwise_vs_ceiling']}, "
+            f"sessionwise/best peer {verdict['sessionwise_vs_best_peer']} "
+            f"({verdict['best_peer']}), taskyard/ceiling {verdict['taskyard_vs_ceiling']}, "
+            f"p99@128 taskyard/ceiling x{verdict['taskyard_p99_vs_ceiling_at_128']}"
+        )
     return 0
 
 

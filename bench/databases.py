@@ -69,6 +69,20 @@ async def recreate_database(name: str) -> str:
     return postgres_url(name)
 
 
+async def copy_database(source: str, name: str) -> str:
+    """*name* as a copy of *source* (``CREATE DATABASE ... TEMPLATE``); returns its URL.
+
+    The template must have no connections while it is copied, which holds between sections.
+    """
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    finally:
+        await admin.close()
+    return postgres_url(name)
+
+
 async def drop_database(name: str) -> None:
     admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
     try:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import matplotlib.pyplot as plt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOT = REPO_ROOT / "docs" / "operations-metrics.png"
 SERIES = RESULTS_DIR / "metrics-scrape.json"
-DATABASE = "bench_metrics_plot" + os.environ.get("BENCH_DATABASE_SUFFIX", "")
+DATABASE = "bench_metrics_plot"
 PHASES = (8, 32, 128, 512)  # wrk connections, one phase each
 POOL = {"pool_name": "primary"}
 
@@ -199,8 +198,9 @@ def main(argv: list[str]) -> int:
         claim_stock=0,
         memory_checkpoints=(1, 2),
     )
+    name = DATABASE + run.database_suffix  # its own, beside other runs on the same server
     try:
-        database = sections.prepare_postgres(run, DATABASE)
+        database = sections.prepare_postgres(run, name)
         spec = apps_under_test.taskyard(database.url, "taskyard-metrics")
         with serve(spec, run.logdir, headers=database.headers) as app:
             target = database.target(app)
@@ -226,7 +226,7 @@ def main(argv: list[str]) -> int:
             scraper.stopped.set()
             scraper.join()
     finally:
-        asyncio.run(databases.drop_database(DATABASE))
+        asyncio.run(databases.drop_database(name))
         shutil.rmtree(workdir, ignore_errors=True)
     SERIES.write_text(json.dumps({"phases": phases, "samples": scraper.samples}, indent=1) + "\n")
     plot(scraper.samples, phases, PLOT)

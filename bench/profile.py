@@ -1,27 +1,39 @@
-"""``python -m bench.profile``: taskyard under cProfile while wrk drives one call.
+"""``python -m bench.profile``: an app under a profiler while wrk drives one call.
 
-Starts taskyard (one worker, as in the benchmark) as ``python -m cProfile -o <file> -m
-uvicorn ...`` on a fresh, seeded database, runs wrk on each requested call at 32 connections,
-stops the server with SIGINT (so cProfile writes its file), and prints the functions by own
-time and by cumulative time. cProfile slows everything down about evenly; read the shares,
-not the absolute times. (py-spy and pyinstrument would be less intrusive; neither is in the
-lock file.)
+Two apps: ``taskyard`` (as deployed, auth on) and ``sessionwise`` (the library section's
+README app, `bench.apps.library.on_sessionwise`), one worker each as in the benchmark, on a
+fresh, seeded database, each requested call at 32 connections.
+
+* ``--profiler py-spy`` (the default): the server runs as usual and ``py-spy record
+  --nonblocking`` samples it while wrk runs; the folded stacks are broken down by phase
+  (`bench.profile_phases`: session creation, events, guards, pool turns, commit, close, the
+  per-statement path, response building) and by leaf function. py-spy does not slow the
+  server down much; the samples are shares of the time the server spent on CPU.
+* ``--profiler cprofile``: the server runs as ``python -m cProfile -o <file> -m uvicorn ...``,
+  stopped with SIGINT (so cProfile writes its file); functions by own and cumulative time.
+  cProfile slows everything down about evenly; read the shares, not the absolute times.
+
+Reports go to ``bench/results/profile-<app>-<call>.txt`` (py-spy) or
+``profile-<call>.txt`` (cProfile, taskyard).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import pstats
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from bench import apps_under_test, databases, sections
+from bench import apps_under_test, databases, profile_phases, sections
 from bench.measure import Settings
 from bench.runner import RESULTS_DIR, log
-from bench.servers import serve
+from bench.servers import AppSpec, serve
 from bench.wrk import run_wrk
 
 DATABASE = "bench_profile"
@@ -62,6 +74,69 @@ def profile_call(
     return text.getvalue()
 
 
+def spec_for(app: str, database: sections.PreparedDatabase, label: str) -> AppSpec:
+    if app == "taskyard":
+        return apps_under_test.taskyard(database.url, label)
+    spec = apps_under_test.library(app, database.url)
+    return dataclasses.replace(spec, name=label)
+
+
+def py_spy_binary() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise RuntimeError("py-spy is not installed: it is in the dev group (`uv sync`)")
+    return found
+
+
+def py_spy_call(
+    run: sections.Run,
+    database: sections.PreparedDatabase,
+    app_name: str,
+    call: str,
+    seconds: float,
+    connections: int,
+) -> str:
+    """*call* under wrk while py-spy samples the server; the phase breakdown as text."""
+    folded = RESULTS_DIR / f"profile-{app_name}-{call}.folded"  # git-ignored
+    spec = spec_for(app_name, database, f"{app_name}-profile-{call}")
+    with serve(spec, run.logdir, headers=database.headers) as app:
+        target = database.target(app)
+        run_wrk(target, call, connections=connections, duration_s=1)  # warm-up
+        [pid] = app.serving_pids()
+        command = [
+            py_spy_binary(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(folded),
+        ]
+        with subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as sampler:
+            measurement = run_wrk(target, call, connections=connections, duration_s=seconds)
+            _, errors = sampler.communicate(timeout=seconds + 60)
+        if sampler.returncode != 0:
+            raise RuntimeError(f"py-spy exited {sampler.returncode}: {errors.strip()}")
+    log(
+        f"{app_name} {call}: {measurement.requests_per_second:.0f} req/s under py-spy, "
+        f"{measurement.requests} requests, non-2xx {measurement.failures}"
+    )
+    result = profile_phases.breakdown(folded.read_text().splitlines())
+    title = (
+        f"{app_name} {call}: {measurement.requests} requests at {connections} connections, "
+        f"{measurement.requests_per_second:.0f} req/s"
+    )
+    return profile_phases.render(title, result)
+
+
 def _package(filename: str) -> str:
     """``sqlalchemy`` for .../site-packages/sqlalchemy/orm/x.py; builtins stay as they are."""
     if filename == "~":
@@ -99,6 +174,10 @@ def own_time_by_package(stats: pstats.Stats) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--calls", default="get,patch", help="comma-separated (get,patch)")
+    parser.add_argument(
+        "--apps", default="taskyard", help="comma-separated: taskyard, sessionwise (taskyard)"
+    )
+    parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=45, help="functions per listing")
@@ -112,14 +191,23 @@ def main() -> None:
         memory_checkpoints=(1, 2),
     )
     try:
-        database = sections.prepare_postgres(run, DATABASE)
-        for call in args.calls.split(","):
-            report = profile_call(run, database, call, args.seconds, args.connections, args.top)
-            output = RESULTS_DIR / f"profile-{call}.txt"
-            output.write_text(report)
-            log(f"wrote {output}")
+        database = sections.prepare_postgres(run, DATABASE + run.database_suffix)
+        for app in args.apps.split(","):
+            for call in args.calls.split(","):
+                if args.profiler == "py-spy":
+                    report = py_spy_call(run, database, app, call, args.seconds, args.connections)
+                    output = RESULTS_DIR / f"profile-{app}-{call}.txt"
+                elif app == "taskyard":
+                    report = profile_call(
+                        run, database, call, args.seconds, args.connections, args.top
+                    )
+                    output = RESULTS_DIR / f"profile-{call}.txt"
+                else:
+                    raise SystemExit("--profiler cprofile profiles taskyard only")
+                output.write_text(report)
+                log(f"wrote {output}")
     finally:
-        asyncio.run(databases.drop_database(DATABASE))
+        asyncio.run(databases.drop_database(DATABASE + run.database_suffix))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

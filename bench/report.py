@@ -6,13 +6,24 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.apps_under_test import LIBRARY_APPS
 from bench.measure import CALL_TITLES, CALLS
-from bench.targets import P99_CONNECTIONS, P99_FACTOR, RATIO_CONNECTIONS
+from bench.targets import (
+    LIBRARY_VS_BEST_PEER,
+    LIBRARY_VS_CEILING,
+    P99_CONNECTIONS,
+    P99_FACTOR,
+    RATIO_CONNECTIONS,
+    TASKYARD_P99_VS_CEILING,
+    TASKYARD_VS_CEILING,
+)
 
 NOTES_DIR = Path(__file__).parent / "notes"
 STARVED_SHARE = 0.8
+LIBRARY_PLOT_NAME = "performance-library.png"
 SECTION_APPS = {
-    "postgres": ("raw", "tutorial", "taskyard"),
+    "postgres": ("raw", "tutorial", "ceiling", "taskyard"),
+    "library": LIBRARY_APPS,
     "sqlite": ("tutorial", "taskyard"),
     "scaling": ("1 worker", "2 workers", "4 workers + PgBouncer"),
     "claims": ("postgres", "sqlite"),
@@ -89,6 +100,93 @@ def targets_section(payload: dict[str, Any]) -> str:
         "request (raw's CPU per request over taskyard's): the throughput ratio the apps would "
         "show with a core each, independent of the other load on the machine."
     )
+
+
+def ceiling_targets_section(payload: dict[str, Any]) -> str:
+    verdicts = payload.get("ceiling_targets") or []
+    if not any(
+        verdict["sessionwise_vs_ceiling"] is not None or verdict["taskyard_vs_ceiling"] is not None
+        for verdict in verdicts
+    ):
+        return "_Not run: needs the `library` and `postgres` sections._"
+    rows = []
+    for verdict in verdicts:
+        rows.append(
+            [
+                CALL_TITLES[verdict["call"]],
+                _number(verdict["sessionwise_vs_ceiling"]),
+                _mark(verdict["sessionwise_vs_ceiling_met"]),
+                _number(verdict["sessionwise_vs_best_peer"]),
+                verdict["best_peer"] or "n/a",
+                _mark(verdict["sessionwise_vs_best_peer_met"]),
+                _number(verdict["taskyard_vs_ceiling"]),
+                _mark(verdict["taskyard_vs_ceiling_met"]),
+                _number(verdict["taskyard_p99_vs_ceiling_at_128"]),
+                _mark(verdict["taskyard_p99_met"]),
+                verdict["library_non_2xx"],
+                _number(verdict.get("sessionwise_vs_ceiling_by_cpu")),
+                _number(verdict.get("taskyard_vs_ceiling_by_cpu")),
+            ]
+        )
+    header = [
+        "call",
+        f"sessionwise / ceiling (c={RATIO_CONNECTIONS})",
+        f">= {LIBRARY_VS_CEILING:.2f}",
+        "sessionwise / best peer",
+        "best peer",
+        f">= {LIBRARY_VS_BEST_PEER:.1f}",
+        f"taskyard / ceiling (c={RATIO_CONNECTIONS})",
+        f">= {TASKYARD_VS_CEILING:.2f}",
+        f"p99 taskyard / ceiling (c={P99_CONNECTIONS})",
+        f"<= {TASKYARD_P99_VS_CEILING:.0f}x",
+        "library non-2xx",
+        "by CPU/req: sessionwise",
+        "taskyard",
+    ]
+    return _table(header, rows) + (
+        "\n\nsessionwise is the library section's app written as its README teaches (no "
+        "auth); taskyard is the PostgreSQL section's, as deployed (auth on), against the "
+        "ceiling that runs beside it there. The last two columns: the ceiling's CPU per "
+        "request over the app's."
+    )
+
+
+def library_ratios_section(payload: dict[str, Any]) -> str:
+    """Per call, every app's throughput as a fraction of the ceiling's, and the latencies."""
+    summaries = _summaries(payload, "library")
+    if not summaries:
+        return "_Not run._"
+    postgres = _summaries(payload, "postgres")
+    apps = [app for app in LIBRARY_APPS[1:] if any(key[0] == app for key in summaries)]
+    header = ["call", *apps, "taskyard (auth on; PostgreSQL section)"]
+    rows = []
+    for call in CALLS:
+        ceiling = summaries.get(("ceiling", call, RATIO_CONNECTIONS))
+        cells: list[object] = [CALL_TITLES[call]]
+        for app in apps:
+            row = summaries.get((app, call, RATIO_CONNECTIONS))
+            cells.append(_ratio_cell(row, ceiling))
+        cells.append(
+            _ratio_cell(
+                postgres.get(("taskyard", call, RATIO_CONNECTIONS)),
+                postgres.get(("ceiling", call, RATIO_CONNECTIONS)),
+            )
+        )
+        rows.append(cells)
+    return (
+        f"Throughput as a fraction of the ceiling's (c={RATIO_CONNECTIONS}), each app's p99 in "
+        "ms after it:\n\n"
+        + _table(header, rows)
+        + "\n\nEvery figure of each app, the ceiling's included:\n\n"
+        + calls_section(payload, "library", ("ceiling",))
+    )
+
+
+def _ratio_cell(row: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
+    if row is None or base is None or not base["requests_per_second"]:
+        return "n/a"
+    ratio = row["requests_per_second"] / base["requests_per_second"]
+    return f"{ratio:.2f} (p99 {row['p99_ms']:.0f})"
 
 
 def calls_section(payload: dict[str, Any], section: str, reference_apps: Sequence[str]) -> str:
@@ -282,12 +380,21 @@ def render(payload: dict[str, Any], plot_name: str) -> str:
         f"connections {', '.join(str(c) for c in settings['connections'])}). {versions}.",
         "## Targets (issue 4)",
         targets_section(payload),
+        "## Targets (issue 15): against the ceiling",
+        ceiling_targets_section(payload),
         _note("methodology.md"),
-        "## PostgreSQL: raw, tutorial, taskyard",
+        "## PostgreSQL: raw, tutorial, the ceiling, taskyard",
         f"![throughput against concurrency]({plot_name})",
-        calls_section(payload, "postgres", ("raw", "tutorial")),
+        calls_section(payload, "postgres", ("raw", "tutorial", "ceiling")),
         "### Idempotency keys: taskyard's create without and with a key",
         idempotency_section(payload),
+        "## Library section: one contract, no auth, against the ceiling",
+        (
+            f"![library throughput against the ceiling]({LIBRARY_PLOT_NAME})"
+            if _summaries(payload, "library")
+            else ""
+        ),
+        library_ratios_section(payload),
         "## SQLite: taskyard on its default file vs the tutorial on aiosqlite",
         calls_section(payload, "sqlite", ("tutorial",)),
         "### Claims: 16 concurrent claimers",

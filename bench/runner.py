@@ -17,25 +17,34 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench import databases, sections
+from bench import databases, peers, sections
 from bench.measure import Settings
 from bench.micro import run_micro
-from bench.plot import write_plot
+from bench.plot import write_library_plot, write_plot
 from bench.report import render
-from bench.targets import evaluate
+from bench.targets import evaluate, evaluate_ceiling
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 DOCS_PAGE = REPO_ROOT / "docs" / "performance.md"
 PLOT = REPO_ROOT / "docs" / "performance-throughput.png"
-SECTIONS = ("postgres", "metrics", "sqlite", "claims", "scaling", "memory", "queue", "micro")
-# BENCH_DATABASE_SUFFIX keeps two runs on one server (two engineers, one machine) from
-# dropping each other's databases.
-_SUFFIX = os.environ.get("BENCH_DATABASE_SUFFIX", "")
+LIBRARY_PLOT = REPO_ROOT / "docs" / "performance-library.png"
+SECTIONS = (
+    "postgres",
+    "library",
+    "metrics",
+    "sqlite",
+    "claims",
+    "scaling",
+    "memory",
+    "queue",
+    "micro",
+)
 POSTGRES_DATABASES = {
-    "raw": f"bench_raw{_SUFFIX}",
-    "tutorial": f"bench_tutorial{_SUFFIX}",
-    "taskyard": f"bench_taskyard{_SUFFIX}",
+    "raw": "bench_raw",
+    "tutorial": "bench_tutorial",
+    "ceiling": "bench_ceiling",
+    "taskyard": "bench_taskyard",
 }
 
 
@@ -61,7 +70,9 @@ def estimate_seconds(options: Options) -> float:
     s = options.settings
     runs = 0.0
     if "postgres" in options.sections:
-        runs += 3 * 4 * len(s.connections) * s.rounds
+        runs += 4 * 4 * len(s.connections) * s.rounds
+    if "library" in options.sections:
+        runs += 5 * 4 * s.rounds
     if "metrics" in options.sections:
         runs += 2 * 2 * len(s.connections) * s.rounds  # metrics off / on, get and create
     if "sqlite" in options.sections:
@@ -83,11 +94,13 @@ async def _server_version() -> str:
         await connection.close()
 
 
-def _versions() -> dict[str, str]:
+def _versions(with_peers: bool) -> dict[str, str]:
     names = ("sqlalchemy", "fastapi", "starlette", "pydantic", "asyncpg", "aiosqlite", "uvicorn")
     found = {"python": platform.python_version()}
     found.update({name: version(name) for name in names})
     found["postgresql"] = asyncio.run(_server_version())
+    if with_peers:
+        found.update(peers.peer_versions())
     return found
 
 
@@ -110,14 +123,24 @@ def run(options: Options) -> dict[str, Any]:
     created: list[str] = []
     try:
         prepared: dict[str, sections.PreparedDatabase] = {}
-        for app, name in POSTGRES_DATABASES.items():
+        for app, base_name in POSTGRES_DATABASES.items():
+            name = base_name + run_state.database_suffix
             if (app == "taskyard" and needs_postgres) or "postgres" in options.sections:
                 created.append(name)
                 prepared[app] = sections.prepare_postgres(run_state, name)
         if "postgres" in options.sections:
             sections.postgres_section(
-                run_state, prepared["raw"], prepared["tutorial"], prepared["taskyard"]
+                run_state,
+                prepared["raw"],
+                prepared["tutorial"],
+                prepared["ceiling"],
+                prepared["taskyard"],
             )
+        if "library" in options.sections:
+            peers_python = str(peers.ensure_peers_venv())
+            created.extend(sections.library_database_names(run_state.database_suffix).values())
+            library = sections.prepare_library(run_state)
+            sections.library_section(run_state, library, peers_python)
         if "metrics" in options.sections:
             sections.metrics_section(run_state, prepared["taskyard"])
         sqlite_taskyard = None
@@ -168,8 +191,9 @@ def run(options: Options) -> dict[str, Any]:
             "load_before": load_before,
             "load_after": [round(value, 2) for value in os.getloadavg()],
         },
-        "versions": _versions(),
+        "versions": _versions(with_peers="library" in options.sections),
         "targets": [verdict.as_dict() for verdict in evaluate(results)],
+        "ceiling_targets": [verdict.as_dict() for verdict in evaluate_ceiling(results)],
         "summaries": [summary.as_dict() for summary in results.summaries()],
         "memory": run_state.memory,
         "queue": run_state.queue,
@@ -189,5 +213,6 @@ def write_outputs(payload: dict[str, Any], options: Options) -> None:
 
 def write_docs(payload: dict[str, Any]) -> None:
     write_plot(payload, PLOT)
+    write_library_plot(payload, LIBRARY_PLOT)
     DOCS_PAGE.write_text(render(payload, PLOT.name))
     log(f"wrote {DOCS_PAGE.relative_to(REPO_ROOT)} and {PLOT.relative_to(REPO_ROOT)}")

@@ -12,6 +12,13 @@
 * ``memory``: resident size of a fresh taskyard process after 10k and after 100k mixed calls.
 * ``queue``: 16 agents through claim -> complete, one task per claim against ``"limit": 10``,
   PostgreSQL and SQLite (`bench.queue`).
+* ``library`` (issue 15): one contract without auth, five ways to serve it: the ceiling
+  (FastAPI + pydantic on bare asyncpg), the tutorial pattern, fastapi-sqla, advanced-alchemy
+  and sessionwise as its README teaches, interleaved at 32 connections. The peers run on
+  ``bench/.peers-venv`` (`bench.peers`).
+
+The ``postgres`` section runs the ceiling beside raw, tutorial and taskyard, so that
+taskyard's ratio to it comes from the same interleaved run.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ import httpx
 from bench import apps_under_test, databases, queue
 from bench.databases import Seeded
 from bench.measure import CALLS, KEYED_CALLS, CpuProbe, Progress, Results, Settings, interleave
-from bench.servers import AppSpec, RunningApp, serve
+from bench.servers import AppSpec, RunningApp, serve, serve_many
 from bench.wrk import Target, run_wrk
 from tests.support.pgbouncer import running_pgbouncer
 
@@ -81,6 +89,9 @@ class Run:
     memory: dict[str, Any] = field(default_factory=dict)
     queue: dict[str, Any] = field(default_factory=dict)
     preflight: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Every database name of the run ends with it: two runs on one server (several people
+    # share this machine's PostgreSQL) must not migrate, seed or drop each other's databases.
+    database_suffix: str = field(default_factory=lambda: f"_{secrets.token_hex(4)}")
 
     @property
     def logdir(self) -> Path:
@@ -120,20 +131,57 @@ class PreparedDatabase:
         return {"Authorization": f"Bearer {self.seeded.api_key}"}
 
 
-def prepare(run: Run, label: str, url: str, postgres_name: str | None = None) -> PreparedDatabase:
+def prepare(
+    run: Run,
+    label: str,
+    url: str,
+    postgres_name: str | None = None,
+    claim_stock: int | None = None,
+) -> PreparedDatabase:
     """Migrate *url* with ``taskyard migrate``, make the API key, seed the data."""
     started = time.monotonic()
     databases.migrate(url)
     api_key = databases.create_api_key(url)
-    seeded = asyncio.run(databases.seed(url, api_key, run.claim_stock))
+    stock = run.claim_stock if claim_stock is None else claim_stock
+    seeded = asyncio.run(databases.seed(url, api_key, stock))
     ids_path = seeded.write_ids(run.workdir / f"{label}-task-ids.txt")
     run.progress(f"prepared {label} in {time.monotonic() - started:.1f}s")
     return PreparedDatabase(label, url, seeded, ids_path, postgres_name)
 
 
-def prepare_postgres(run: Run, name: str) -> PreparedDatabase:
+def prepare_postgres(run: Run, name: str, claim_stock: int | None = None) -> PreparedDatabase:
     url = asyncio.run(databases.recreate_database(name))
-    return prepare(run, name, url, postgres_name=name)
+    return prepare(run, name, url, postgres_name=name, claim_stock=claim_stock)
+
+
+LIBRARY_DATABASE_PREFIX = "bench_lib_"
+
+
+def library_database_names(suffix: str) -> dict[str, str]:
+    return {
+        app: f"{LIBRARY_DATABASE_PREFIX}{app.replace('-', '_')}{suffix}"
+        for app in apps_under_test.LIBRARY_APPS
+    }
+
+
+def prepare_library(run: Run) -> dict[str, PreparedDatabase]:
+    """One database per library app: the first prepared, the others copies of it.
+
+    ``CREATE DATABASE ... TEMPLATE`` copies the seeded database as it is, ids included, in a
+    fraction of the time of migrating and seeding each. No claims stock: the section does
+    not claim.
+    """
+    names = library_database_names(run.database_suffix)
+    first_app, first_name = next(iter(names.items()))
+    first = prepare_postgres(run, first_name, claim_stock=0)
+    prepared = {first_app: first}
+    for app, name in names.items():
+        if app == first_app:
+            continue
+        url = asyncio.run(databases.copy_database(first_name, name))
+        ids_path = first.seeded.write_ids(run.workdir / f"{name}-task-ids.txt")
+        prepared[app] = PreparedDatabase(name, url, first.seeded, ids_path, name)
+    return prepared
 
 
 def sqlite_dir(run: Run, name: str) -> Path:
@@ -197,12 +245,10 @@ def preflight(run: Run, name: str, app: RunningApp, database: PreparedDatabase) 
 def started(
     run: Run, specs: Sequence[tuple[AppSpec, PreparedDatabase]]
 ) -> Iterator[list[tuple[str, RunningApp, PreparedDatabase]]]:
-    with contextlib.ExitStack() as stack:
-        running = []
-        for spec, database in specs:
-            app = stack.enter_context(serve(spec, run.logdir, headers=database.headers))
-            running.append((spec.name, app, database))
-        yield running
+    with serve_many([(spec, database.headers) for spec, database in specs], run.logdir) as apps:
+        yield [
+            (spec.name, app, database) for (spec, database), app in zip(specs, apps, strict=True)
+        ]
 
 
 def cpu_probes(running: Sequence[tuple[str, RunningApp, PreparedDatabase]]) -> dict[str, CpuProbe]:
@@ -210,11 +256,16 @@ def cpu_probes(running: Sequence[tuple[str, RunningApp, PreparedDatabase]]) -> d
 
 
 def postgres_section(
-    run: Run, raw: PreparedDatabase, tutorial: PreparedDatabase, taskyard: PreparedDatabase
+    run: Run,
+    raw: PreparedDatabase,
+    tutorial: PreparedDatabase,
+    ceiling: PreparedDatabase,
+    taskyard: PreparedDatabase,
 ) -> None:
     specs = [
         (apps_under_test.raw(raw.url), raw),
         (apps_under_test.tutorial(tutorial.url), tutorial),
+        (apps_under_test.ceiling(ceiling.url), ceiling),
         (apps_under_test.taskyard(taskyard.url), taskyard),
     ]
     with started(run, specs) as running:
@@ -287,6 +338,29 @@ def preflight_keyed_create(
     if again.headers.get("idempotency-replayed") != "true" or again.content != first.content:
         raise RuntimeError(f"{name} keyed create: the retry was not a replay: {again.text[:500]}")
     run.preflight.setdefault(name, {})["create_keyed"] = first.status_code
+
+
+def library_section(run: Run, prepared: dict[str, PreparedDatabase], peers_python: str) -> None:
+    """The library apps (issue 15) interleaved on the four calls at 32 connections."""
+    specs = [
+        (apps_under_test.library(app, database.url, peers_python), database)
+        for app, database in prepared.items()
+    ]
+    connections = (32,) if 32 in run.settings.connections else run.settings.connections[:1]
+    settings = dataclasses.replace(run.settings, connections=connections)
+    with started(run, specs) as running:
+        for name, app, database in running:
+            preflight(run, f"library {name}", app, database)
+        targets = [(name, database.target(app)) for name, app, database in running]
+        interleave(
+            "library",
+            targets,
+            CALLS,
+            settings,
+            run.results,
+            run.progress,
+            cpu_probes=cpu_probes(running),
+        )
 
 
 def sqlite_section(run: Run) -> tuple[PreparedDatabase, PreparedDatabase]:

@@ -7,13 +7,14 @@ multi-worker server can be stopped as a whole, and its output goes to a log file
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class AppSpec:
     factory: bool = False
     ready_path: str = "/health/ready"
     workdir: Path | None = None  # the current directory of the server (relative SQLite paths)
+    python: str | None = None  # the interpreter; None: this one (the peers have their own)
 
 
 @dataclass
@@ -98,7 +100,7 @@ def _cmdline(pid: int) -> str:
 
 def uvicorn_command(spec: AppSpec, port: int) -> list[str]:
     command = [
-        sys.executable,
+        spec.python or sys.executable,
         "-m",
         "uvicorn",
         spec.asgi_app,
@@ -160,6 +162,32 @@ def serve(
         yield app
     finally:
         stop(app)
+
+
+@contextlib.contextmanager
+def serve_many(
+    specs: Sequence[tuple[AppSpec, Mapping[str, str] | None]], logdir: Path
+) -> Iterator[list[RunningApp]]:
+    """Start every app of *specs* (each with the headers its ready check sends) at once.
+
+    They start side by side, so the slowest start-up is waited for once, not each in turn;
+    all are stopped at the end, and all that did start are stopped if one fails to.
+    """
+    managers = [serve(spec, logdir, headers=headers) for spec, headers in specs]
+    with contextlib.ExitStack() as stack:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(managers))) as pool:
+            futures = [pool.submit(manager.__enter__) for manager in managers]
+            concurrent.futures.wait(futures)
+        running = []
+        for manager, future in zip(managers, futures, strict=True):
+            if future.exception() is None:
+                stack.push(manager.__exit__)
+                running.append(future.result())
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        yield running
 
 
 def _wait_ready(app: RunningApp, headers: Mapping[str, str]) -> None:

@@ -9,11 +9,9 @@ and the signed cursor (each app signs with its own key).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import asyncpg
 import httpx
@@ -24,18 +22,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
 
-from bench import databases
 from bench.apps import raw, tutorial
-from sessionwise import Database
 from taskyard.app import create_app
-from taskyard.migrate import upgrade
 from taskyard.settings import Settings
-from taskyard.users.schemas import UserCreate
-from taskyard.users.service import UserService
+from tests.bench.contract import comparable, four_calls, seed_like_the_benchmark
 
 pytestmark = pytest.mark.postgres
 
-TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 APPS = ("taskyard", "raw", "tutorial")
 
 
@@ -59,16 +52,6 @@ async def app_databases(postgres_server: str) -> AsyncIterator[dict[str, str]]:
         for name in names.values():
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-async def _seed(url: str) -> databases.Seeded:
-    """What the benchmark does with ``taskyard migrate`` and ``taskyard users create``."""
-    async with Database(url) as db:
-        await upgrade(db)
-        async with db.session() as session:
-            data = UserCreate(email=databases.OWNER_EMAIL, name="Bench Owner")
-            _, issued = await UserService(session).create_user(data)
-    return await databases.seed(url, issued.api_key, claim_stock=0)
 
 
 @asynccontextmanager
@@ -111,47 +94,6 @@ async def _tutorial(
         await engine.dispose()
 
 
-async def _four_calls(client: httpx.AsyncClient, seeded: databases.Seeded) -> dict[str, Any]:
-    first, second = seeded.task_ids[0], seeded.task_ids[1]
-    responses = {
-        "get": await client.get(f"/api/v1/tasks/{first}"),
-        "list": await client.get(
-            "/api/v1/tasks", params={"project_id": seeded.project_id, "limit": 20}
-        ),
-        "create": await client.post(
-            "/api/v1/tasks",
-            json={
-                "project_id": seeded.project_id,
-                "title": "written by the test",
-                "description": "same on every app",
-                "priority": 3,
-                "assignee_id": seeded.worker_ids[1],
-            },
-        ),
-        "patch": await client.patch(f"/api/v1/tasks/{second}", json={"status": "done"}),
-    }
-    return {
-        call: (response.status_code, response.headers.get("content-type"), response.json())
-        for call, response in responses.items()
-    }
-
-
-def _comparable(value: Any) -> Any:
-    """The body with timestamps reduced to their format and cursors to their presence."""
-    if isinstance(value, dict):
-        return {
-            key: (
-                "<cursor>" if key == "next_cursor" and isinstance(item, str) else _comparable(item)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_comparable(item) for item in value]
-    if isinstance(value, str) and TIMESTAMP.fullmatch(value):
-        return "<UTC timestamp>"
-    return value
-
-
 async def test_raw_and_tutorial_answer_like_taskyard(
     app_databases: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,9 +105,9 @@ async def test_raw_and_tutorial_answer_like_taskyard(
     answers = {}
     seeds = {}
     for app, url in app_databases.items():
-        seeds[app] = seeded = await _seed(url)
+        seeds[app] = seeded = await seed_like_the_benchmark(url)
         async with starters[app](url, seeded.api_key) as client:
-            answers[app] = await _four_calls(client, seeded)
+            answers[app] = await four_calls(client, seeded)
 
     expected = answers["taskyard"]
     assert {call: status for call, (status, _, _) in expected.items()} == {
@@ -189,4 +131,4 @@ async def test_raw_and_tutorial_answer_like_taskyard(
         for call, (status, content_type, body) in answers[app].items():
             want_status, want_type, want_body = expected[call]
             assert (status, content_type) == (want_status, want_type), (app, call)
-            assert _comparable(body) == _comparable(want_body), (app, call)
+            assert comparable(body) == comparable(want_body), (app, call)
