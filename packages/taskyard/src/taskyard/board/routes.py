@@ -45,6 +45,7 @@ from taskyard.errors import ProblemError, ProblemKind
 from taskyard.etags import IfMatch
 from taskyard.pagination import CursorCodec
 from taskyard.projects.service import ProjectService
+from taskyard.tasks.dependencies import QueueEventsDep
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 from taskyard.tasks.service import TaskService
@@ -320,6 +321,7 @@ async def create_task(
     project_id: ResourceId,
     visitor: BoardWriter,
     session: SessionDep,
+    events: QueueEventsDep,
     title: FormText = "",
     description: FormText = "",
     priority: Annotated[str, Form(max_length=20)] = "0",
@@ -338,7 +340,7 @@ async def create_task(
     task: TaskRead | None = None
     if not errors:
         try:
-            task = await TaskService(session).create(
+            task = await TaskService(session, events=events).create(
                 TaskCreate.model_validate(data), visitor.caller.id
             )
         except ValidationError as error:

@@ -16,6 +16,7 @@ from taskyard.idempotency import idempotent
 from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
 from taskyard.tasks.backoff import RetryPolicy
+from taskyard.tasks.dependencies import QueueEventsDep
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import (
@@ -48,6 +49,9 @@ def _retry_policy(request: Request) -> RetryPolicy:
 Retries = Annotated[RetryPolicy, Depends(_retry_policy)]
 
 
+Events = QueueEventsDep
+
+
 def _keyed_task(*problems: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries of a keyed operation answering one task: its ETag and the replay."""
     entries = idempotent(200)
@@ -68,10 +72,11 @@ async def create_task(
     session: SessionDep,
     request: Request,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).create(data, caller.id)
+    task = await TaskService(session, events=events).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -110,11 +115,12 @@ async def claim_task(
     session: SessionDep,
     idempotency: IdempotencyDep,
     retries: Retries,
+    events: Events,
 ) -> TaskRead | ClaimedTasks | Response:
     # With a key, a retried claim gets the tasks its first attempt took, never others.
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    service = TaskService(session, retries)
+    service = TaskService(session, retries, events)
     if data.limit is not None:
         tasks = await service.claim_batch(data, caller.id, data.limit)
         return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
@@ -137,11 +143,12 @@ async def complete_tasks(
     caller: CurrentUser,
     session: SessionDep,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> ClaimedTasks | Response:
     # An agent that claimed a batch reports it in one request, not one per task.
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    tasks = await TaskService(session).complete_batch(data, caller.id)
+    tasks = await TaskService(session, events=events).complete_batch(data, caller.id)
     return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
 
 
@@ -230,10 +237,11 @@ async def complete_task(
     caller: CurrentUser,
     session: SessionDep,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).complete(task_id, data, caller.id)
+    task = await TaskService(session, events=events).complete(task_id, data, caller.id)
     return await _answer(task, idempotency)
 
 
@@ -252,10 +260,11 @@ async def fail_task(
     session: SessionDep,
     idempotency: IdempotencyDep,
     retries: Retries,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, retries).fail(task_id, data, caller.id)
+    task = await TaskService(session, retries, events).fail(task_id, data, caller.id)
     return await _answer(task, idempotency)
 
 

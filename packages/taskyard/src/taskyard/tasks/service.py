@@ -4,6 +4,8 @@ completions and failures with retries. Every status change is checked against
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,7 @@ from taskyard.etags import IfMatch
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
 from taskyard.tasks.backoff import RetryPolicy
+from taskyard.tasks.events import QueueEvents, after_commit
 from taskyard.tasks.lifecycle import Event, next_status
 from taskyard.tasks.models import AttemptOutcome, TaskStatus
 from taskyard.tasks.repository import Claimer, ExpiredLease, TaskFilters, TaskRepository
@@ -71,13 +74,23 @@ def _writable(task: TaskRead) -> dict[str, Any]:
 
 
 class TaskService:
-    """The task rules; *retry* says when a failed attempt is tried again."""
+    """The task rules; *retry* says when a failed attempt is tried again; *events* is told
+    what happened, once it committed (`taskyard.tasks.events`: the queue's metrics)."""
 
-    def __init__(self, session: Session, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, session: Session, retry: RetryPolicy | None = None, events: QueueEvents | None = None
+    ) -> None:
+        self.session = session
+        self.events = events
         self.tasks = TaskRepository(session)
         self.projects = ProjectRepository(session)
         self.workers = WorkerRepository(session)
         self.retry_policy = retry or RetryPolicy()
+
+    def _report(self, event: Callable[[QueueEvents], None]) -> None:
+        if self.events is not None:
+            events = self.events
+            after_commit(self.session, lambda: event(events))
 
     async def _assignee(self, worker_id: int, project_id: int) -> Ref:
         name = await self.workers.name_in_project(worker_id, project_id)
@@ -116,6 +129,7 @@ class TaskService:
             "last_error": None,
         }
         task_id = await self.tasks.insert(values)
+        self._report(lambda events: events.task_created())
         shown = {name: value for name, value in values.items() if name != "assignee_id"}
         return TaskRead(
             id=task_id,
@@ -214,7 +228,11 @@ class TaskService:
         now = utc_now()
         await self.expire_leases(claimer.project.id, now)
         lease = now + timedelta(seconds=data.lease_seconds)
-        return await self.tasks.claim(claimer, limit, now, lease)
+        claimed = await self.tasks.claim(claimer, limit, now, lease)
+        for task in claimed:
+            # How long it was due before a worker took it (run_after: created, or retried).
+            self._report(functools.partial(_claimed, ((task.claimed_at or now) - task.run_after)))
+        return claimed
 
     async def claim(self, data: ClaimRequest, user_id: int) -> TaskRead | None:
         """Take the worker's project's best claimable task; None when there is none."""
@@ -243,6 +261,7 @@ class TaskService:
             attempts.append(_attempt_record(lease))
         await self.tasks.release(releases, now)
         await self.tasks.record_attempts(attempts)
+        self._report(lambda events: events.leases_expired(len(expired)))
         return len(expired)
 
     def _after_failure(
@@ -277,6 +296,7 @@ class TaskService:
             "result": data.result,
             "lease_expires_at": None,
         }
+        self._report(lambda events: events.tasks_completed(1))
         return await self._write(task, changes, task.assignee)
 
     async def complete_batch(self, data: CompleteManyRequest, user_id: int) -> list[TaskRead]:
@@ -311,6 +331,7 @@ class TaskService:
             }
             shown.append(task.model_copy(update=changes))
         await self.tasks.finish_many(finished, now)
+        self._report(lambda events: events.tasks_completed(len(shown)))
         return shown
 
     async def fail(self, task_id: int, data: FailRequest, user_id: int) -> TaskRead:
@@ -340,6 +361,8 @@ class TaskService:
             "run_after": run_after,
             "last_error": data.error,
         }
+        dead = status is TaskStatus.DEAD
+        self._report(lambda events: events.task_failed(dead=dead))
         return await self._write(task, changes, task.assignee)
 
     async def retry(self, task_id: int, if_match: IfMatch | None, user_id: int) -> TaskRead:
@@ -352,6 +375,10 @@ class TaskService:
             "lease_expires_at": None,
         }
         return await self._write(task, changes, task.assignee)
+
+
+def _claimed(waited: timedelta, events: QueueEvents) -> None:
+    events.task_claimed(waited.total_seconds())
 
 
 def _attempt_record(lease: ExpiredLease) -> dict[str, Any]:
