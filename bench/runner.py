@@ -30,7 +30,17 @@ DOCS_PAGE = REPO_ROOT / "docs" / "performance.md"
 PLOT = REPO_ROOT / "docs" / "performance-throughput.png"
 LIBRARY_PLOT = REPO_ROOT / "docs" / "performance-library.png"
 SCALING_PLOT = REPO_ROOT / "docs" / "performance-scaling.png"
-SECTIONS = ("postgres", "library", "sqlite", "claims", "scaling", "memory", "queue", "micro")
+SECTIONS = (
+    "postgres",
+    "library",
+    "metrics",
+    "sqlite",
+    "claims",
+    "scaling",
+    "memory",
+    "queue",
+    "micro",
+)
 POSTGRES_DATABASES = {
     "raw": "bench_raw",
     "tutorial": "bench_tutorial",
@@ -64,6 +74,8 @@ def estimate_seconds(options: Options) -> float:
         runs += 4 * 4 * len(s.connections) * s.rounds
     if "library" in options.sections:
         runs += 5 * 4 * s.rounds
+    if "metrics" in options.sections:
+        runs += 2 * 2 * len(s.connections) * s.rounds  # metrics off / on, get and create
     if "sqlite" in options.sections:
         runs += 2 * 4 * s.rounds
     if "claims" in options.sections:
@@ -107,7 +119,8 @@ def run(options: Options) -> dict[str, Any]:
     log(f"benchmark: {', '.join(options.sections)}; work files in {workdir}")
     log(f"estimated time: about {estimate_seconds(options) / 60:.0f} min")
     micro: dict[str, Any] = {}
-    needs_postgres = {"postgres", "claims", "scaling", "memory", "queue"} & set(options.sections)
+    needs_postgres = {"postgres", "metrics", "claims", "scaling", "memory", "queue"}
+    needs_postgres &= set(options.sections)
     created: list[str] = []
     try:
         prepared: dict[str, sections.PreparedDatabase] = {}
@@ -129,6 +142,8 @@ def run(options: Options) -> dict[str, Any]:
             created.extend(sections.library_database_names(run_state.database_suffix).values())
             library = sections.prepare_library(run_state)
             sections.library_section(run_state, library, peers_python)
+        if "metrics" in options.sections:
+            sections.metrics_section(run_state, prepared["taskyard"])
         sqlite_taskyard = None
         if "sqlite" in options.sections:
             sqlite_taskyard, _ = sections.sqlite_section(run_state)

@@ -3,6 +3,8 @@
 * ``postgres``: raw, tutorial and taskyard (one worker each), the four calls at every
   connection count, interleaved; then ``idempotency``: taskyard's create without and with an
   ``Idempotency-Key`` (a new key per request), interleaved on the same server.
+* ``metrics``: taskyard with everything of issue 13 off (no metrics, no session meters)
+  against taskyard as it ships (metrics on), a read and a write, interleaved on one database.
 * ``sqlite``: taskyard on its default SQLite file against the tutorial pattern on aiosqlite;
   then ``claims``: 16 concurrent claimers on taskyard, PostgreSQL against SQLite.
 * ``scaling``: taskyard at 1, 2 and 4 workers, direct and through one PgBouncer in
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +45,13 @@ from bench.wrk import Target, run_wrk
 from tests.support.pgbouncer import running_pgbouncer
 
 CLAIMERS = 16
+METRICS_CALLS = ("get", "create")
+# Issue 13 all off: no Prometheus metrics or /metrics, and no session meters either (the
+# slow-session warning installs them). Tracing is off unless TASKYARD_OTLP_ENDPOINT is set.
+METRICS_OFF_ENV = {
+    "TASKYARD_METRICS": "false",
+    "TASKYARD_DATABASE": json.dumps({"slow_session_warning": None}),
+}
 TASK_KEYS = frozenset(
     {
         "id",
@@ -278,6 +288,35 @@ def postgres_section(
             "idempotency",
             [(name, database.target(app))],
             KEYED_CALLS,
+            run.settings,
+            run.results,
+            run.progress,
+            cpu_probes=cpu_probes(running),
+        )
+
+
+def metrics_section(run: Run, database: PreparedDatabase) -> None:
+    """taskyard with metrics off against metrics on: what measuring costs (issue 13)."""
+    specs = [
+        (
+            apps_under_test.taskyard(database.url, "metrics off", extra_env=METRICS_OFF_ENV),
+            database,
+        ),
+        (apps_under_test.taskyard(database.url, "metrics on"), database),
+    ]
+    with started(run, specs) as running:
+        for name, app, prepared in running:
+            preflight(run, f"taskyard {name}", app, prepared)
+        on = running[1][1]
+        if httpx.get(f"{on.base_url}/metrics").status_code != 200:
+            raise RuntimeError("taskyard with metrics on serves no /metrics")
+        if httpx.get(f"{running[0][1].base_url}/metrics").status_code != 404:
+            raise RuntimeError("taskyard with metrics off still serves /metrics")
+        targets = [(name, prepared.target(app)) for name, app, prepared in running]
+        interleave(
+            "metrics",
+            targets,
+            METRICS_CALLS,
             run.settings,
             run.results,
             run.progress,

@@ -53,7 +53,10 @@ def test_core_imports_no_framework_no_service_no_test_tool() -> None:
 
     assert "sessionwise.database" in report["core"]  # the probe really walked the core
     assert "sessionwise.guards" in report["core"]
+    assert "sessionwise.metrics" in report["core"]
+    # The metrics exporters' libraries too: the core measures without them (issue 13).
     frameworks = {"fastapi", "starlette", "taskyard", "pytest", "_pytest", "httpx"}
+    frameworks |= {"prometheus_client", "opentelemetry"}
     assert frameworks.isdisjoint(report["roots"]), frameworks & set(report["roots"])
     assert ADAPTERS.isdisjoint(report["modules"])
 

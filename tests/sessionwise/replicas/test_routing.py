@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from sessionwise import Database, SessionwiseError
+from sessionwise.metrics.prometheus import PrometheusMetrics
 from sessionwise.replicas import read_at_least, routed_server
+from tests.sessionwise.metrics.scrape import scrape
 from tests.support.replication import Replicated
 from tests.support.waiting import wait_until
 
@@ -156,3 +159,26 @@ async def test_a_stopped_replica_is_skipped_at_once_and_used_again_when_it_is_ba
     replicated.replica.start()
     await wait_until(lambda: _healthy(db), within=20)
     assert await _ran_on_replica(db)
+
+
+async def test_replica_pools_are_metered_under_their_own_names(
+    replicated: Replicated, replicated_db: str
+) -> None:
+    registry = CollectorRegistry()
+    primary_url, replica_url = replicated.urls(replicated_db)
+    database = Database(
+        primary_url,
+        replica_urls=[replica_url],
+        replica_max_lag=1.0,
+        replica_check_interval=0.1,
+        metrics=PrometheusMetrics(registry),
+    )
+    async with database:
+        await wait_until(lambda: _healthy(database), within=15)
+        for _ in range(3):
+            assert await _ran_on_replica(database)
+        metrics = scrape(registry)
+        replica = {"pool_name": "replica-1"}
+        assert metrics.value("db_client_connection_create_time_seconds_count", **replica) >= 1
+        assert metrics.value("db_client_connection_use_time_seconds_count", **replica) >= 3
+        assert metrics.value("db_client_connection_count", state="used", **replica) == 0

@@ -91,6 +91,10 @@ class DatabaseConfig(BaseModel):
             position, and still serve reads.
         replica_check_interval: Seconds between two checks of every replica's lag and health
             (one statement on each server and on the primary per check).
+        slow_session_warning: Seconds a session may last (from its creation until its
+            connection is back in the pool) before sessionwise logs a WARNING on logger
+            ``sessionwise`` naming what held it (the route, in FastAPI), the hold time and
+            its statement count (`sessionwise.metrics.sessions`). None: no warning.
         sqlite_busy_timeout: Seconds SQLite waits for a lock before "database is locked".
         echo: Log every statement.
     """
@@ -116,6 +120,7 @@ class DatabaseConfig(BaseModel):
     replica_urls: tuple[str, ...] = ()
     replica_max_lag: float = Field(default=10.0, gt=0)
     replica_check_interval: float = Field(default=0.5, gt=0)
+    slow_session_warning: float | None = Field(default=None, gt=0)
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     echo: bool = False

@@ -6,7 +6,7 @@ import enum
 import logging
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, Generic, Self, cast, overload
@@ -41,6 +41,9 @@ from sessionwise.guards import (
     shut_out_other_tasks,
 )
 from sessionwise.lost_work import PendingChanges, log_given_up
+from sessionwise.metrics.pools import instrument_pool
+from sessionwise.metrics.recorder import MetricsRecorder
+from sessionwise.metrics.sessions import SessionMeter, watch_session_class
 from sessionwise.nesting import OpenSessions
 from sessionwise.pool_status import PoolStatus, read_pool_status
 from sessionwise.pool_turns import PoolTurn, PoolTurns
@@ -99,6 +102,9 @@ class Database(Generic[SessionT]):
         name: For an app with several databases: the lifespan publishes a named Database as
             ``app.state.sessionwise_databases[name]`` instead of
             ``app.state.sessionwise_database`` (which one app can have only one of).
+        metrics: Where to report pool and session metrics (`sessionwise.metrics`), e.g.
+            ``PrometheusMetrics()``; None measures nothing (but for
+            ``slow_session_warning``, which needs no recorder).
         **options: Any `DatabaseConfig` field, e.g. ``pool_timeout=2.0``.
 
     Raises:
@@ -117,6 +123,7 @@ class Database(Generic[SessionT]):
         settings: DatabaseConfig | None = None,
         session_class: type[SessionT],
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -127,6 +134,7 @@ class Database(Generic[SessionT]):
         *,
         settings: DatabaseConfig | None = None,
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None: ...
 
@@ -137,6 +145,7 @@ class Database(Generic[SessionT]):
         settings: DatabaseConfig | None = None,
         session_class: type[AsyncSession] = Session,
         name: str | None = None,
+        metrics: MetricsRecorder | None = None,
         **options: Any,
     ) -> None:
         # Only what was set: which options were chosen matters (idle_in_transaction_timeout
@@ -171,6 +180,11 @@ class Database(Generic[SessionT]):
         # and read sessions take exactly the path they take without the feature.
         self._replicas: ReplicaSet | None = None
         self._routable_reads: async_sessionmaker[SessionT] | None = None
+        self._metrics = metrics
+        # Pool name -> engine, of every pool this Database opened (primary, read).
+        self._engines: dict[str, AsyncEngine] = {}
+        # id() of each engine the session factories bind to -> the meter of its sessions.
+        self._session_meters: dict[int, SessionMeter] = {}
 
     def __repr__(self) -> str:
         url = make_url(self._url).render_as_string(hide_password=True)
@@ -242,6 +256,13 @@ class Database(Generic[SessionT]):
         if self.config.replica_urls:
             self._replicas = ReplicaSet(self.config, self._url)
             self._pool_turns.update(self._replicas.start(self._read_engine))
+        self._engines = {self.pool_name("primary"): engine}
+        if self._read_pool_engine is not None:
+            self._engines[self.pool_name("read")] = self._read_pool_engine
+        if self._replicas is not None:
+            for number, replica in enumerate(self._replicas.replicas, start=1):
+                self._engines[self.pool_name(f"replica-{number}")] = replica.engine
+        self._instrument()
         self._state = _State.STARTED
         logger.debug("started %r", self)
 
@@ -252,6 +273,10 @@ class Database(Generic[SessionT]):
             return
         self._state = _State.CLOSED
         assert self._engine is not None
+        if self._session_meters:
+            for pool_name in self._engines:
+                self._recorder.forget_pool(pool_name)
+            self._session_meters = {}
         await self._engine.dispose()
         if self._read_pool_engine is not None:
             await self._read_pool_engine.dispose()
@@ -306,6 +331,19 @@ class Database(Generic[SessionT]):
         self._require_started("engine")
         assert self._engine is not None
         return self._engine
+
+    @property
+    def engines(self) -> Mapping[str, AsyncEngine]:
+        """Every engine with a pool of its own, by pool name (``primary``, ``read``).
+
+        For instrumentation from outside, e.g. OpenTelemetry's SQLAlchemy statement spans.
+        """
+        self._require_started("engines")
+        return dict(self._engines)
+
+    def pool_name(self, role: str) -> str:
+        """The name metrics give this Database's pool *role*: ``primary``, ``app.primary``."""
+        return role if self.name is None else f"{self.name}.{role}"
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -435,10 +473,16 @@ class Database(Generic[SessionT]):
             # PostgreSQL: a place in line for a pooled connection (sessionwise.pool_turns).
             turns.append(pool_turns.turn())
             session.info[POOL_TURN_KEY] = turns[-1]
+        meter = self._session_meters.get(id(bind))  # sessionwise.metrics, if metered
+        record = meter.opened(session) if meter is not None else None
+        error: BaseException | None = None
         try:
             yield session
             if commit:
-                await session.commit()
+                await (session.commit() if meter is None else meter.commit(session))
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
             # Shielded: a cancelled request must still hand its connection back, or the pool
             # leaks it while the server keeps the transaction open (sqlalchemy#8145, #12077).
@@ -459,6 +503,9 @@ class Database(Generic[SessionT]):
                     routed = session.info.get(POOL_TURN_KEY) if route is not None else None
                     if routed is not None:
                         routed.give_back()
+                    if record is not None:
+                        assert meter is not None
+                        meter.ended(session, record, error, write=commit)
 
     async def run_transaction(
         self,
@@ -545,6 +592,27 @@ class Database(Generic[SessionT]):
 
     # -- internals --------------------------------------------------------------------------
 
+    @property
+    def _recorder(self) -> MetricsRecorder:
+        return self._metrics if self._metrics is not None else _NO_RECORDER
+
+    def _instrument(self) -> None:
+        """Meter every pool and its sessions (sessionwise.metrics), when anything listens."""
+        self._session_meters = {}
+        if self._metrics is None and self.config.slow_session_warning is None:
+            return  # nothing installed: no listener, no cost
+        watch_session_class(self._session_class)
+        for pool_name, engine in self._engines.items():
+            instrument_pool(
+                engine, pool_name, self._recorder, turns=self._pool_turns.get(id(engine))
+            )
+            meter = SessionMeter(pool_name, self._recorder, self.config.slow_session_warning)
+            self._session_meters[id(engine)] = meter
+        # Read sessions of the main pool bind to its read-only view (the probe engine).
+        assert self._engine is not None
+        assert self._probe_engine is not None
+        self._session_meters[id(self._probe_engine)] = self._session_meters[id(self._engine)]
+
     def _sessionmaker(
         self,
         bind: AsyncEngine | AsyncConnection,
@@ -577,6 +645,9 @@ class Database(Generic[SessionT]):
                 "(`await db.start()`, `async with db:`) if that is intended; otherwise look for "
                 "work still running after shutdown"
             )
+
+
+_NO_RECORDER = MetricsRecorder()  # for slow_session_warning without metrics
 
 
 async def _begin_at(session: AsyncSession, isolation_level: str) -> None:

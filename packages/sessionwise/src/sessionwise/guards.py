@@ -29,6 +29,7 @@ import functools
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
+from time import perf_counter
 from types import FrameType
 from typing import Any, Protocol, TypeVar, cast
 
@@ -50,6 +51,7 @@ __all__ = [
     "POOL_TURN_KEY",
     "READ_ONLY_KEY",
     "ROUTE_KEY",
+    "SESSION_RECORD_KEY",
     "TURN_KEYS",
     "WRITE_TURN_KEY",
     "CallGate",
@@ -67,6 +69,8 @@ CALL_GATE_KEY = "sessionwise.call_gate"
 # A read session that a replica may serve: its server is chosen at the first IO call
 # (sessionwise.replicas.routing.ReadRoute).
 ROUTE_KEY = "sessionwise.read_route"
+# The session's measurements (sessionwise.metrics.sessions.SessionRecord), when metered.
+SESSION_RECORD_KEY = "sessionwise.metrics.record"
 _LAZY_LOAD_ERROR_KEY = "sessionwise.lazy_load_error"
 
 # Every AsyncSession coroutine method that reaches the connection. close() and invalidate()
@@ -152,6 +156,9 @@ def _guard(
         setattr(self, _OWNER, task)
         setattr(self, _IDLE, idle := asyncio.Event())
         try:
+            record = self.info.get(SESSION_RECORD_KEY)
+            if record is not None and record.asked_at is None:
+                record.asked_at = perf_counter()  # its wait for a connection starts here
             # Before the first statement: the server of a routed read (it takes its own
             # turn), a turn for a pooled connection (PostgreSQL), and SQLite write sessions
             # queue for the writer.

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.pool import Pool, QueuePool
 
-__all__ = ["PoolStatus", "read_pool_status"]
+__all__ = ["PoolStatus", "read_pool_status", "waiting_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,8 @@ class PoolStatus:
         )
 
 
-def _waiters(pool: QueuePool) -> int:
+def waiting_in(pool: QueuePool) -> int:
+    """Sessions blocked in the pool's own queue for a connection right now."""
     # SQLAlchemy keeps no public waiter count; AsyncAdaptedQueue wraps an asyncio.Queue whose
     # pending getters are the waiters. Best effort: 0 if the internals ever change.
     # vars() rather than getattr(): _queue is created lazily and must not be created here.
@@ -46,6 +47,6 @@ def read_pool_status(pool: Pool) -> PoolStatus:
             size=pool.size(),
             checked_out=pool.checkedout(),
             overflow=max(0, pool.overflow()),
-            waiting=_waiters(pool),
+            waiting=waiting_in(pool),
         )
     return PoolStatus(size=0, checked_out=0, overflow=0, waiting=0)

@@ -8,6 +8,7 @@ migrations first, as ``serve`` does (unless ``serve --no-migrate``).
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -27,6 +28,7 @@ from taskyard.app import create_database
 from taskyard.errors import ProblemError
 from taskyard.idempotency import create_store
 from taskyard.migrate import current_revision, upgrade
+from taskyard.operations.json_logs import log_config
 from taskyard.seed import SeedResult
 from taskyard.seed import seed as seed_demo
 from taskyard.settings import DEFAULT_DATABASE_URL, Settings
@@ -54,6 +56,11 @@ DatabaseUrl = Annotated[
         help="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     ),
 ]
+
+
+class LogFormatChoice(enum.Enum):
+    TEXT = "text"
+    JSON = "json"
 
 
 def _shown(url: str) -> str:
@@ -98,6 +105,9 @@ def serve(
     ] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_format: Annotated[
+        LogFormatChoice, typer.Option(help="text, or json: one JSON object per line.")
+    ] = LogFormatChoice.TEXT,
     graceful_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
     ] = 10,
@@ -123,6 +133,7 @@ def serve(
         workers=workers,
         access_log=access_log,
         log_level=log_level,
+        log_config=log_config(log_format.value, log_level),
         timeout_graceful_shutdown=graceful_timeout,
         # uvicorn's supervisor kills a worker that does not answer its health ping within
         # this many seconds (5 by default) and starts another: on a busy host a new worker

@@ -2,7 +2,10 @@
 
 Each kind of error has a stable ``type`` URI, ``/problems/<kind>``, relative to the API's
 origin; ``GET /problems/<kind>`` describes it. Clients branch on ``type``, never on
-``detail``. Validation problems list the offending fields in ``errors``.
+``detail``. Validation problems list the offending fields in ``errors``. Every problem names
+its request's ``request_id`` (`taskyard.operations.request_ids`), the id to quote to an
+operator, and carries it as ``X-Request-ID`` too: the 500 answer is sent from outside the
+middleware that adds the header to every other response.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sessionwise.fastapi import FailureAnswer
 from taskyard.errors import KIND_BY_STATUS, FieldError, ProblemError, ProblemKind
+from taskyard.operations.request_ids import REQUEST_ID_HEADER, current_request_id
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -42,6 +46,9 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        default=None, description="The request's X-Request-ID, to quote to an operator."
+    )
 
 
 def problem_response(
@@ -64,6 +71,10 @@ def problem_response(
         body["errors"] = [error.model_dump(by_alias=True) for error in errors]
     if extensions:
         body.update(extensions)
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
+        headers = {**(headers or {}), REQUEST_ID_HEADER: request_id}
     return JSONResponse(
         body, status_code=status or info.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
     )

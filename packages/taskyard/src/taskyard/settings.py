@@ -34,6 +34,8 @@ _DATABASE_DEFAULTS: dict[str, Any] = {
     "read_pool_size": 10,
     "lock_timeout": 2.0,
     "statement_timeout": 4.0,
+    # A request's session held over a second is worth a WARNING naming the route (issue 13).
+    "slow_session_warning": 1.0,
 }
 
 
@@ -49,6 +51,12 @@ class Settings(BaseSettings):
     seconds. A failed attempt is retried ``TASKYARD_RETRY_BASE_DELAY * 2 ** (n - 1)`` seconds
     after the *n*-th failure, at most ``TASKYARD_RETRY_MAX_DELAY``, less up to
     ``TASKYARD_RETRY_JITTER`` of it at random.
+
+    Operations (issue 13, docs/operations.md): ``TASKYARD_METRICS=false`` turns the metrics
+    and ``/metrics`` off; ``TASKYARD_METRICS_TOKEN`` lets non-loopback clients scrape
+    ``/metrics`` with it as a bearer token; ``TASKYARD_OTLP_ENDPOINT`` (e.g.
+    ``http://collector:4318/v1/traces``) turns tracing on and exports the spans there by
+    OTLP over HTTP, as service ``TASKYARD_OTEL_SERVICE_NAME``.
     """
 
     model_config = SettingsConfigDict(
@@ -62,6 +70,10 @@ class Settings(BaseSettings):
     # Idempotency keys (taskyard.idempotency): kept at least a day, the common promise.
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
     idempotency_purge_interval: float = Field(default=300.0, gt=0)
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+    otlp_endpoint: str | None = None
+    otel_service_name: str = APPLICATION_NAME
     # Retries of failed attempts (taskyard.tasks.backoff): the first within 10 s.
     retry_base_delay: float = Field(default=10.0, ge=0)
     retry_max_delay: float = Field(default=3600.0, ge=0)

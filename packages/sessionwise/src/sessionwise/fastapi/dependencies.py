@@ -48,7 +48,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sessionwise.database import Database
 from sessionwise.exceptions import DatabaseStateError, OpenStreamError
 from sessionwise.fastapi.errors import install_error_handlers_late
-from sessionwise.guards import open_streams, refused_lazy_load
+from sessionwise.fastapi.routes import route_template
+from sessionwise.guards import SESSION_RECORD_KEY, open_streams, refused_lazy_load
+from sessionwise.metrics.sessions import SESSION_LABEL_KEY
 from sessionwise.session_class import Session
 
 __all__ = [
@@ -126,6 +128,14 @@ def _route_takes_write_session(request: Request, db: Database, *, app_bound: boo
 # -- the sessions -------------------------------------------------------------------------
 
 
+def _label(request: Request, session: AsyncSession) -> None:
+    # What the slow-session warning names (sessionwise.metrics.sessions): the method and the
+    # route's template, never the path, which carries ids and whatever else a client sent.
+    if SESSION_RECORD_KEY in session.info:
+        template = route_template(request.scope) or "unmatched route"
+        session.info[SESSION_LABEL_KEY] = f"{request.method} {template}"
+
+
 @contextmanager
 def _lazy_loads_unwrapped(session: AsyncSession) -> Iterator[None]:
     # Pydantic reports any exception raised by an attribute read during response validation
@@ -166,6 +176,7 @@ async def _write_session(request: Request, db: Database) -> AsyncIterator[Sessio
         yield shared
         return
     async with db.session() as session:
+        _label(request, session)
         sessions[db] = session
         try:
             with _lazy_loads_unwrapped(session):
@@ -187,6 +198,7 @@ async def _read_session_of(
             yield session
         return
     async with db.read_session() as session:
+        _label(request, session)
         with _lazy_loads_unwrapped(session):
             yield session
         _refuse_open_streams(session)

@@ -53,6 +53,7 @@ from sessionwise.app_hooks import register_app_hook
 from sessionwise.database import Database
 from sessionwise.errors import Failure, cause, classify, driver_error
 from sessionwise.exceptions import SessionwiseError, WriteQueueTimeoutError
+from sessionwise.fastapi.routes import route_template
 
 __all__ = ["FailureAnswer", "Render", "answer_for", "install_error_handlers"]
 
@@ -216,8 +217,8 @@ async def _not_ours(request: Request, error: Exception) -> Response:
 
 
 def _log(request: Request, answer: FailureAnswer, error: BaseException) -> None:
-    route = request.scope.get("route")
-    template = getattr(route, "path", None) or request.url.path
+    # The template, never the path: a log record carries no ids or text a client sent.
+    template = route_template(request.scope) or "unmatched route"
     described = type(error).__name__
     original = driver_error(error)
     if original is not None:

@@ -45,6 +45,7 @@ from taskyard.errors import ProblemError, ProblemKind
 from taskyard.etags import IfMatch
 from taskyard.pagination import CursorCodec
 from taskyard.projects.service import ProjectService
+from taskyard.tasks.dependencies import QueueEventsDep
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 from taskyard.tasks.service import TaskService
@@ -321,6 +322,7 @@ async def create_task(
     project_id: ResourceId,
     visitor: BoardWriter,
     session: SessionDep,
+    events: QueueEventsDep,
     title: FormText = "",
     description: FormText = "",
     priority: Annotated[str, Form(max_length=20)] = "0",
@@ -340,9 +342,8 @@ async def create_task(
     if not errors:
         try:
             # Agents waiting for work are woken by a card as by an API create.
-            task = await TaskService(session, wakeups=wakeups_of(request.app.state)).create(
-                TaskCreate.model_validate(data), visitor.caller.id
-            )
+            service = TaskService(session, events=events, wakeups=wakeups_of(request.app.state))
+            task = await service.create(TaskCreate.model_validate(data), visitor.caller.id)
         except ValidationError as error:
             errors = _field_errors(error)
         except ProblemError as error:

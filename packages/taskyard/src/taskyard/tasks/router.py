@@ -17,6 +17,7 @@ from taskyard.pagination import PageRequest, page_request
 from taskyard.problems import problem_responses
 from taskyard.read_your_writes import remember_write
 from taskyard.tasks.backoff import RetryPolicy
+from taskyard.tasks.dependencies import QueueEventsDep
 from taskyard.tasks.models import TaskStatus
 from taskyard.tasks.repository import TaskFilters
 from taskyard.tasks.schemas import (
@@ -61,6 +62,9 @@ async def _wakeups(request: Request) -> WakeupHub:
 Wakeups = Annotated[WakeupHub, Depends(_wakeups)]
 
 
+Events = QueueEventsDep
+
+
 def _keyed_task(*problems: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries of a keyed operation answering one task: its ETag and the replay."""
     entries = idempotent(200)
@@ -82,10 +86,11 @@ async def create_task(
     request: Request,
     idempotency: IdempotencyDep,
     wakeups: Wakeups,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, wakeups=wakeups).create(data, caller.id)
+    task = await TaskService(session, events=events, wakeups=wakeups).create(data, caller.id)
     # A relative reference (RFC 9110, 10.2.2): the collection's path plus the id. Cheaper
     # than request.url_for, which walks every route of the app on each call.
     location = f"{request.url.path.rstrip('/')}/{task.id}"
@@ -126,6 +131,7 @@ async def claim_task(
     idempotency: IdempotencyDep,
     retries: Retries,
     wakeups: Wakeups,
+    events: Events,
 ) -> TaskRead | ClaimedTasks | Response:
     # No SessionDep: a claim that waits must not hold a connection while it waits. Each
     # attempt is a short session of its own, committed (with the idempotency record) before
@@ -138,7 +144,7 @@ async def claim_task(
             # each attempt looks again (a first request with the key may have answered).
             if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
                 return Answered(replay, pass_on=False)
-            service = TaskService(session, retries, wakeups)
+            service = TaskService(session, retries, events, wakeups)
             limit = data.limit or 1
             outcome = await service.claim_or_miss(data, caller.id, limit, waiting=not final)
             if isinstance(outcome, ClaimMiss) and not final:
@@ -199,11 +205,12 @@ async def complete_tasks(
     caller: CurrentUser,
     session: SessionDep,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> ClaimedTasks | Response:
     # An agent that claimed a batch reports it in one request, not one per task.
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    tasks = await TaskService(session).complete_batch(data, caller.id)
+    tasks = await TaskService(session, events=events).complete_batch(data, caller.id)
     return await idempotency.answer(ClaimedTasks(items=tasks), status_code=status.HTTP_200_OK)
 
 
@@ -293,10 +300,11 @@ async def complete_task(
     caller: CurrentUser,
     session: SessionDep,
     idempotency: IdempotencyDep,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session).complete(task_id, data, caller.id)
+    task = await TaskService(session, events=events).complete(task_id, data, caller.id)
     return await _answer(task, idempotency)
 
 
@@ -316,10 +324,11 @@ async def fail_task(
     idempotency: IdempotencyDep,
     retries: Retries,
     wakeups: Wakeups,
+    events: Events,
 ) -> TaskRead | Response:
     if (replay := await idempotency.replay(session, scope=caller.id)) is not None:
         return replay
-    task = await TaskService(session, retries, wakeups).fail(task_id, data, caller.id)
+    task = await TaskService(session, retries, events, wakeups).fail(task_id, data, caller.id)
     return await _answer(task, idempotency)
 
 

@@ -4,6 +4,8 @@ completions and failures with retries. Every status change is checked against
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from taskyard.etags import IfMatch
 from taskyard.projects.repository import ProjectRepository
 from taskyard.projects.service import project_not_found
 from taskyard.tasks.backoff import RetryPolicy
+from taskyard.tasks.events import QueueEvents, after_commit
 from taskyard.tasks.lifecycle import Event, next_status
 from taskyard.tasks.models import AttemptOutcome, TaskStatus
 from taskyard.tasks.repository import Claimer, ExpiredLease, TaskFilters, TaskRepository
@@ -81,17 +84,20 @@ def _writable(task: TaskRead) -> dict[str, Any]:
 
 
 class TaskService:
-    """The task rules; *retry* says when a failed attempt is tried again; *wakeups* is told,
-    in the transaction, when a task may have become claimable (None: nobody waits in this
-    process, e.g. the CLI)."""
+    """The task rules; *retry* says when a failed attempt is tried again; *events* is told
+    what happened, once it committed (`taskyard.tasks.events`: the queue's metrics);
+    *wakeups* is told, in the transaction, when a task may have become claimable (None:
+    nobody waits in this process, e.g. the CLI)."""
 
     def __init__(
         self,
         session: Session,
         retry: RetryPolicy | None = None,
+        events: QueueEvents | None = None,
         wakeups: WakeupHub | None = None,
     ) -> None:
         self.session = session
+        self.events = events
         self.tasks = TaskRepository(session)
         self.projects = ProjectRepository(session)
         self.workers = WorkerRepository(session)
@@ -101,6 +107,11 @@ class TaskService:
     async def _announce(self, project_id: int) -> None:
         if self.wakeups is not None:
             await self.wakeups.announce(self.session, project_id)
+
+    def _report(self, event: Callable[[QueueEvents], None]) -> None:
+        if self.events is not None:
+            events = self.events
+            after_commit(self.session, lambda: event(events))
 
     async def _assignee(self, worker_id: int, project_id: int) -> Ref:
         name = await self.workers.name_in_project(worker_id, project_id)
@@ -140,6 +151,7 @@ class TaskService:
         }
         task_id = await self.tasks.insert(values)
         await self._announce(data.project_id)  # claimable now, or at its run_after
+        self._report(lambda events: events.task_created())
         shown = {name: value for name, value in values.items() if name != "assignee_id"}
         return TaskRead(
             id=task_id,
@@ -240,7 +252,14 @@ class TaskService:
         now = utc_now()
         await self.expire_leases(claimer.project.id, now)
         lease = now + timedelta(seconds=data.lease_seconds)
-        return await self.tasks.claim(claimer, limit, now, lease)
+        claimed = await self.tasks.claim(claimer, limit, now, lease)
+        self._claimed(claimed, now)
+        return claimed
+
+    def _claimed(self, claimed: list[TaskRead], now: datetime) -> None:
+        for task in claimed:
+            # How long it was due before a worker took it (run_after: created, or retried).
+            self._report(functools.partial(_claimed, ((task.claimed_at or now) - task.run_after)))
 
     async def claim_or_miss(
         self, data: ClaimRequest, user_id: int, limit: int, *, waiting: bool
@@ -253,6 +272,7 @@ class TaskService:
         lease = now + timedelta(seconds=data.lease_seconds)
         claimed = await self.tasks.claim(claimer, limit, now, lease)
         if claimed:
+            self._claimed(claimed, now)
             return claimed
         moment = await self.tasks.claimable_at(claimer.project.id, now) if waiting else None
         return ClaimMiss(claimer.project.id, moment)
@@ -288,6 +308,7 @@ class TaskService:
             attempts.append(_attempt_record(lease))
         await self.tasks.release(releases, now)
         await self.tasks.record_attempts(attempts)
+        self._report(lambda events: events.leases_expired(len(expired)))
         return len(expired)
 
     def _after_failure(
@@ -322,6 +343,7 @@ class TaskService:
             "result": data.result,
             "lease_expires_at": None,
         }
+        self._report(lambda events: events.tasks_completed(1))
         return await self._write(task, changes, task.assignee)
 
     async def complete_batch(self, data: CompleteManyRequest, user_id: int) -> list[TaskRead]:
@@ -356,6 +378,7 @@ class TaskService:
             }
             shown.append(task.model_copy(update=changes))
         await self.tasks.finish_many(finished, now)
+        self._report(lambda events: events.tasks_completed(len(shown)))
         return shown
 
     async def fail(self, task_id: int, data: FailRequest, user_id: int) -> TaskRead:
@@ -387,6 +410,8 @@ class TaskService:
         }
         if status is TaskStatus.PENDING:
             await self._announce(task.project_id)  # waiters learn its run_after
+        dead = status is TaskStatus.DEAD
+        self._report(lambda events: events.task_failed(dead=dead))
         return await self._write(task, changes, task.assignee)
 
     async def retry(self, task_id: int, if_match: IfMatch | None, user_id: int) -> TaskRead:
@@ -400,6 +425,10 @@ class TaskService:
         }
         await self._announce(task.project_id)
         return await self._write(task, changes, task.assignee)
+
+
+def _claimed(waited: timedelta, events: QueueEvents) -> None:
+    events.task_claimed(waited.total_seconds())
 
 
 def _attempt_record(lease: ExpiredLease) -> dict[str, Any]:
