@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3.11
+# Bytecode at install time: the tests start dozens of taskyard processes, and with
+# PYTHONDONTWRITEBYTECODE set (as on our machines) each one would compile every import again.
+export UV_COMPILE_BYTECODE := 1
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 HOST ?= 127.0.0.1
